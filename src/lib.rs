@@ -1,1 +1,39 @@
-//! placeholder
+//! watch-together: a server that keeps everyone's video player on one authoritative clock,
+//! with chat and presence, and serves the browser app that talks to it.
+//!
+//! # Layout
+//!
+//! - [`config`]: command-line flags and environment variables; every limit lives here.
+//! - [`app`]: assembles the HTTP server, tunes sockets, runs graceful shutdown.
+//! - [`http`]: REST routes (rooms, health, metrics), the media library, the embedded app.
+//! - [`ws`]: the WebSocket transport. [`ws::connect`] upgrades a request into a `WsSession`
+//!   actor that decodes frames, answers clock-sync pings, rate-limits, and forwards the rest
+//!   to its room. The only module that uses actix-web-actors.
+//! - [`registry`]: which rooms exist (id → room actor address).
+//! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
+//!   [`room::chat`]) and the `RoomActor` that applies them and delivers the results.
+//! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
+//! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
+//! - [`clock`]: server time, monotonic and anchored once to the wall clock.
+//! - [`limits`]: token buckets and per-IP limits. [`metrics`]: Prometheus metrics.
+//! - [`ids`]: room and participant ids, host and resume secrets.
+//!
+//! A message's path: client frame → `WsSession` (decode, rate limit) → `RoomActor`
+//! (`RoomState` rules → effects) → encoded once → every member's bounded `WsSession`
+//! mailbox → socket. docs/architecture.md tells the whole story.
+
+pub mod app;
+pub mod clock;
+pub mod config;
+pub mod error;
+pub mod http;
+pub mod ids;
+pub mod limits;
+pub mod metrics;
+pub mod protocol;
+pub mod registry;
+pub mod room;
+pub mod ws;
+
+pub use app::{start, RunningServer, ShutdownHandle};
+pub use config::Config;

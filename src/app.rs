@@ -1,0 +1,177 @@
+//! Server assembly: shared state, socket options, start-up and graceful shutdown.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use actix_web::dev::ServerHandle;
+use actix_web::{web, App, HttpServer};
+
+use crate::config::Config;
+use crate::http;
+use crate::limits::per_ip::{IpRate, SessionCounter};
+use crate::metrics::Metrics;
+use crate::registry::Rooms;
+use crate::room::actor::RoomTiming;
+
+/// State shared by every worker.
+pub struct AppState {
+    /// Flags and limits.
+    pub config: Config,
+    /// All rooms.
+    pub rooms: Arc<Rooms>,
+    /// Counters and histograms.
+    pub metrics: Arc<Metrics>,
+    /// Open sessions per client IP.
+    pub sessions_per_ip: SessionCounter,
+    /// WebSocket connection rate per client IP.
+    pub connect_rate: IpRate,
+    /// Room creation rate per client IP.
+    pub room_rate: IpRate,
+    /// The media library, if configured.
+    pub media: Option<http::media::MediaLibrary>,
+    /// Set once shutdown begins: new rooms and sockets are refused.
+    shutting_down: AtomicBool,
+}
+
+impl AppState {
+    /// State for a server with `config`.
+    pub fn new(config: Config) -> Self {
+        let media = http::media::MediaLibrary::from_config(&config);
+        AppState {
+            rooms: Arc::new(Rooms::new(config.max_rooms)),
+            metrics: Arc::new(Metrics::new()),
+            sessions_per_ip: SessionCounter::new(config.max_sessions_per_ip),
+            connect_rate: IpRate::new(config.connects_per_ip_per_minute),
+            room_rate: IpRate::new(config.rooms_per_ip_per_minute),
+            media,
+            config,
+            shutting_down: AtomicBool::new(false),
+        }
+    }
+
+    /// Whether shutdown has begun.
+    pub fn is_shutting_down(&self) -> bool {
+        self.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Timing rules for new room actors.
+    pub fn room_timing(&self) -> RoomTiming {
+        let c = &self.config;
+        RoomTiming {
+            // The session's own heartbeat fires first; the room steps in only for a session
+            // that is not being polled at all (its socket stopped draining).
+            silence_evict_ms: (c.client_timeout + c.heartbeat_interval).as_secs_f64() * 1000.0,
+            idle_ttl_ms: c.room_idle_ttl.as_secs_f64() * 1000.0,
+        }
+    }
+}
+
+/// A started server.
+pub struct RunningServer {
+    /// The address it listens on (with the real port when started on port 0).
+    pub addr: SocketAddr,
+    /// Shared state, for tests and shutdown.
+    pub state: web::Data<AppState>,
+    /// Stops the HTTP server.
+    handle: ServerHandle,
+    /// The server future; resolves when the server has stopped.
+    server: actix_web::dev::Server,
+}
+
+impl RunningServer {
+    /// A handle that can shut the server down from elsewhere.
+    pub fn shutdown_handle(&self) -> ShutdownHandle {
+        ShutdownHandle {
+            state: self.state.clone(),
+            handle: self.handle.clone(),
+        }
+    }
+
+    /// Runs until the server stops.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+/// Shuts a running server down gracefully.
+#[derive(Clone)]
+pub struct ShutdownHandle {
+    /// Shared state: flag and rooms.
+    state: web::Data<AppState>,
+    /// The HTTP server.
+    handle: ServerHandle,
+}
+
+impl ShutdownHandle {
+    /// Refuses new rooms and sockets, tells every client `server_restarting` and closes its
+    /// socket with 1012, then stops the HTTP server, waiting at most the shutdown timeout for
+    /// connections to finish.
+    pub async fn shutdown(&self) {
+        if self.state.shutting_down.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        tracing::info!(rooms = self.state.rooms.len(), "shutting down");
+        self.state.rooms.shutdown_all();
+        self.handle.stop(true).await;
+    }
+}
+
+/// Binds the configured address and starts the server (workers, rooms, routes).
+pub fn start(config: Config) -> std::io::Result<RunningServer> {
+    crate::clock::init();
+    let bind = (config.host.clone(), config.port);
+    let workers = config.workers.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(2)
+    });
+    let shutdown_timeout = config.shutdown_timeout;
+    let send_buffer = config.socket_send_buffer;
+    let user_timeout = config.tcp_user_timeout;
+    let state = web::Data::new(AppState::new(config));
+    let app_state = state.clone();
+    let server =
+        HttpServer::new(move || App::new().configure(|cfg| http::routes(cfg, app_state.clone())))
+            .workers(workers)
+            // Signals are handled by `main`, which must tell clients before the server stops.
+            .disable_signals()
+            .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+            // Thousands of idle viewers per worker are normal here.
+            .max_connections(25_000)
+            .backlog(4096)
+            .on_connect(move |conn, _ext| tune_socket(conn, send_buffer, user_timeout))
+            .bind(bind)?;
+    let addr = *server
+        .addrs()
+        .first()
+        .ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let server = server.run();
+    Ok(RunningServer {
+        addr,
+        state,
+        handle: server.handle(),
+        server,
+    })
+}
+
+/// Socket options that bound how long a client that stopped reading can hold resources.
+fn tune_socket(conn: &dyn std::any::Any, send_buffer: usize, user_timeout: Duration) {
+    let Some(stream) = conn.downcast_ref::<actix_web::rt::net::TcpStream>() else {
+        return;
+    };
+    let sock = socket2::SockRef::from(stream);
+    if send_buffer > 0 {
+        if let Err(e) = sock.set_send_buffer_size(send_buffer) {
+            tracing::warn!(error = %e, "could not set SO_SNDBUF");
+        }
+    }
+    if !user_timeout.is_zero() {
+        if let Err(e) = sock.set_tcp_user_timeout(Some(user_timeout)) {
+            tracing::warn!(error = %e, "could not set TCP_USER_TIMEOUT");
+        }
+    }
+    // Control messages are tiny and latency-sensitive: never hold them back (Nagle).
+    let _ = sock.set_nodelay(true);
+}

@@ -1,0 +1,189 @@
+//! Command-line flags and environment variables: the address and every limit.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::room::state::RoomSettings;
+
+/// watch-together: watch videos in sync with friends.
+///
+/// Every option can also be set through the environment variable named in brackets.
+/// Durations take units: `500ms`, `10s`, `5m`.
+#[derive(Parser, Debug, Clone)]
+#[command(name = "watch-together", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on.
+    #[arg(long, env = "WT_HOST", default_value = "127.0.0.1")]
+    pub host: String,
+
+    /// Port to listen on (0 picks a free one; the chosen address is printed on stdout).
+    #[arg(long, env = "WT_PORT", default_value_t = 8080)]
+    pub port: u16,
+
+    /// Worker threads (default: one per CPU core).
+    #[arg(long, env = "WT_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Media library directory, served under /media/ and listed at /api/media
+    /// (default: ./media when it exists).
+    #[arg(long, env = "WT_MEDIA_DIR")]
+    pub media_dir: Option<PathBuf>,
+
+    /// Serve the browser app from this directory instead of the copy embedded in the binary
+    /// (for frontend development).
+    #[arg(long, env = "WT_FRONTEND_DIR")]
+    pub frontend_dir: Option<PathBuf>,
+
+    /// Log as JSON lines instead of human-readable text.
+    #[arg(long, env = "WT_LOG_JSON")]
+    pub log_json: bool,
+
+    /// Most rooms the server holds at once.
+    #[arg(long, env = "WT_MAX_ROOMS", default_value_t = 10_000)]
+    pub max_rooms: usize,
+
+    /// Most participants in one room.
+    #[arg(long, env = "WT_MAX_MEMBERS", default_value_t = 5_000)]
+    pub max_members: usize,
+
+    /// An empty room is removed after this long.
+    #[arg(long, env = "WT_ROOM_IDLE_TTL", value_parser = humantime::parse_duration, default_value = "10m")]
+    pub room_idle_ttl: Duration,
+
+    /// Chat messages kept per room and replayed to newcomers.
+    #[arg(long, env = "WT_CHAT_HISTORY", default_value_t = 100)]
+    pub chat_history: usize,
+
+    /// Chat messages a participant may send in a burst.
+    #[arg(long, env = "WT_CHAT_BURST", default_value_t = 5)]
+    pub chat_burst: u32,
+
+    /// Chat messages per second a participant may sustain.
+    #[arg(long, env = "WT_CHAT_RATE", default_value_t = 1.0)]
+    pub chat_rate: f64,
+
+    /// How long a participant whose connection closed keeps its identity (resume) and, if
+    /// host, the host role.
+    #[arg(long, env = "WT_HOST_GRACE", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub host_grace: Duration,
+
+    /// Rooms with more members than this batch joins/leaves into presence and only announce
+    /// significant status changes.
+    #[arg(long, env = "WT_PRESENCE_THRESHOLD", default_value_t = 50)]
+    pub presence_threshold: usize,
+
+    /// Interval of WebSocket pings from the server.
+    #[arg(long, env = "WT_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub heartbeat_interval: Duration,
+
+    /// A connection silent for this long is closed and its participant removed.
+    #[arg(long, env = "WT_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
+    pub client_timeout: Duration,
+
+    /// A connection that has not sent `join` within this time is closed (1008).
+    #[arg(long, env = "WT_JOIN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "10s")]
+    pub join_timeout: Duration,
+
+    /// Largest accepted WebSocket frame in bytes; larger frames close the connection (1009).
+    #[arg(long, env = "WT_MAX_FRAME_BYTES", default_value_t = 16 * 1024)]
+    pub max_frame_bytes: usize,
+
+    /// Messages per second a session may sustain.
+    #[arg(long, env = "WT_MSG_RATE", default_value_t = 20.0)]
+    pub msg_rate: f64,
+
+    /// Messages a session may send in a burst.
+    #[arg(long, env = "WT_MSG_BURST", default_value_t = 40)]
+    pub msg_burst: u32,
+
+    /// Frames queued for one session before it counts as unable to keep up and is evicted.
+    #[arg(long, env = "WT_OUTBOX_FRAMES", default_value_t = 128)]
+    pub outbox_frames: usize,
+
+    /// Kernel send buffer per connection in bytes (0: the kernel's autotuning). Small buffers
+    /// make a stalled reader show up quickly instead of after megabytes.
+    #[arg(long, env = "WT_SOCKET_SEND_BUFFER", default_value_t = 64 * 1024)]
+    pub socket_send_buffer: usize,
+
+    /// The kernel aborts a connection whose sent data stays unacknowledged (or whose peer
+    /// keeps a zero window) this long, freeing sessions of readers that froze.
+    #[arg(long, env = "WT_TCP_USER_TIMEOUT", value_parser = humantime::parse_duration, default_value = "30s")]
+    pub tcp_user_timeout: Duration,
+
+    /// Open WebSocket sessions allowed per client IP (0: unlimited).
+    #[arg(long, env = "WT_MAX_SESSIONS_PER_IP", default_value_t = 50)]
+    pub max_sessions_per_ip: usize,
+
+    /// WebSocket connections a client IP may open per minute (0: unlimited).
+    #[arg(long, env = "WT_CONNECTS_PER_IP_PER_MINUTE", default_value_t = 120)]
+    pub connects_per_ip_per_minute: u32,
+
+    /// Rooms a client IP may create per minute (0: unlimited).
+    #[arg(long, env = "WT_ROOMS_PER_IP_PER_MINUTE", default_value_t = 10)]
+    pub rooms_per_ip_per_minute: u32,
+
+    /// Take the client IP from the last X-Forwarded-For entry (only behind a reverse proxy
+    /// you run; otherwise clients could pick their own IP).
+    #[arg(long, env = "WT_TRUST_PROXY")]
+    pub trust_proxy: bool,
+
+    /// Origins allowed to open WebSockets, comma-separated, e.g. `https://watch.example`
+    /// (default: only the server's own origin; `*` allows any).
+    #[arg(long, env = "WT_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
+    /// On shutdown, how long to wait for connections to close after telling clients.
+    #[arg(long, env = "WT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub shutdown_timeout: Duration,
+}
+
+impl Config {
+    /// The defaults, as if started with no flags (tests adjust fields from here).
+    pub fn defaults() -> Self {
+        Config::parse_from(["watch-together"])
+    }
+
+    /// The per-room rules derived from the flags.
+    pub fn room_settings(&self) -> RoomSettings {
+        RoomSettings {
+            chat_history: self.chat_history,
+            max_members: self.max_members,
+            grace_ms: self.host_grace.as_secs_f64() * 1000.0,
+            presence_threshold: self.presence_threshold,
+            chat_burst: self.chat_burst,
+            chat_per_second: self.chat_rate,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_match_the_documentation() {
+        let c = Config::defaults();
+        assert_eq!((c.host.as_str(), c.port), ("127.0.0.1", 8080));
+        assert_eq!(c.host_grace, Duration::from_secs(10));
+        assert_eq!(c.max_frame_bytes, 16_384);
+        assert_eq!(c.chat_history, 100);
+        assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
+        assert_eq!(c.client_timeout, Duration::from_secs(15));
+        assert!(c.allowed_origins.is_empty());
+    }
+
+    #[test]
+    fn flags_parse_durations_and_lists() {
+        let c = Config::parse_from([
+            "watch-together",
+            "--host-grace",
+            "250ms",
+            "--allowed-origins",
+            "http://a.test,http://b.test",
+        ]);
+        assert_eq!(c.host_grace, Duration::from_millis(250));
+        assert_eq!(c.allowed_origins, ["http://a.test", "http://b.test"]);
+    }
+}

@@ -1,0 +1,115 @@
+//! Every error the server reports, mapped to its documented code and HTTP status here only.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, ResponseError};
+use serde_json::json;
+
+use crate::protocol::ErrorCode;
+
+/// Why a room refused a request from one of its participants (sent as `error {code}`).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum RoomError {
+    /// Control by someone who may not control.
+    #[error("only the host can do that in this room")]
+    NotHost,
+    /// The room is at its member limit.
+    #[error("the room is full ({0} participants)")]
+    RoomFull(usize),
+    /// Bad display name.
+    #[error("{0}")]
+    InvalidName(String),
+    /// Bad chat text.
+    #[error("{0}")]
+    InvalidChat(String),
+    /// Chat flood control.
+    #[error("you are sending chat messages too fast")]
+    ChatRateLimited,
+    /// The participant named in the request is not here (or not connected).
+    #[error("no connected participant with id {0}")]
+    NoSuchParticipant(String),
+    /// The sender is no longer a member (evicted, or its membership expired).
+    #[error("you are not a member of this room; join again")]
+    NotMember,
+}
+
+impl RoomError {
+    /// The documented wire code.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            RoomError::NotHost => ErrorCode::NotHost,
+            RoomError::RoomFull(_) => ErrorCode::RoomFull,
+            RoomError::InvalidName(_) => ErrorCode::InvalidName,
+            RoomError::InvalidChat(_) => ErrorCode::InvalidChat,
+            RoomError::ChatRateLimited => ErrorCode::ChatRateLimited,
+            RoomError::NoSuchParticipant(_) => ErrorCode::NotFound,
+            RoomError::NotMember => ErrorCode::NotJoined,
+        }
+    }
+}
+
+/// A REST error: `{"error":{"code","message"}}` with its status.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No room with that id.
+    #[error("no room with id {0}")]
+    RoomNotFound(String),
+    /// The room id is not a UUID.
+    #[error("{0:?} is not a valid room id")]
+    BadRoomId(String),
+    /// The request body or parameters are wrong.
+    #[error("{0}")]
+    BadRequest(String),
+    /// The server holds as many rooms as it is allowed to.
+    #[error("the server is at its room limit ({0})")]
+    RoomLimit(usize),
+    /// Too many requests from this client.
+    #[error("{0}")]
+    RateLimited(String),
+    /// The request's origin is not allowed.
+    #[error("origin {0:?} is not allowed")]
+    OriginNotAllowed(String),
+    /// No such file or route.
+    #[error("{0}")]
+    NotFound(String),
+    /// The server is shutting down.
+    #[error("the server is restarting")]
+    ShuttingDown,
+    /// Something failed inside the server.
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    /// The documented code for this error.
+    pub fn code(&self) -> &'static str {
+        match self {
+            ApiError::RoomNotFound(_) => "room_not_found",
+            ApiError::BadRoomId(_) => "bad_room_id",
+            ApiError::BadRequest(_) => "bad_request",
+            ApiError::RoomLimit(_) => "room_limit",
+            ApiError::RateLimited(_) => "rate_limited",
+            ApiError::OriginNotAllowed(_) => "origin_not_allowed",
+            ApiError::NotFound(_) => "not_found",
+            ApiError::ShuttingDown => "shutting_down",
+            ApiError::Internal(_) => "internal",
+        }
+    }
+}
+
+impl ResponseError for ApiError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            ApiError::RoomNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::BadRoomId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::RoomLimit(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
+            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        HttpResponse::build(self.status_code())
+            .json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+    }
+}

@@ -1,0 +1,73 @@
+//! HTTP routes: REST API, media library, metrics and the embedded browser app.
+
+pub mod frontend;
+pub mod media;
+mod rooms;
+
+use std::net::{IpAddr, Ipv4Addr};
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+
+/// Largest accepted REST request body.
+const MAX_BODY_BYTES: usize = 16 * 1024;
+
+/// Registers every route.
+pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
+    cfg.app_data(state)
+        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
+        .route("/api/health", web::get().to(health))
+        .route("/metrics", web::get().to(metrics))
+        .route("/api/rooms", web::post().to(rooms::create))
+        .route("/api/rooms/{room_id}", web::get().to(rooms::get))
+        .route("/api/rooms/{room_id}/ws", web::get().to(crate::ws::connect))
+        .route("/api/media", web::get().to(media::list))
+        .route("/media/{name}", web::get().to(media::serve))
+        .route("/api/{rest:.*}", web::route().to(api_not_found))
+        .route("/r/{room_id}", web::get().to(frontend::room_page))
+        .default_service(web::get().to(frontend::asset));
+}
+
+async fn health(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+        "rooms": state.rooms.len(),
+        "sessions": state.metrics.sessions.get(),
+        "version": env!("CARGO_PKG_VERSION"),
+    }))
+}
+
+async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("text/plain; version=0.0.4; charset=utf-8")
+        .body(state.metrics.render())
+}
+
+async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound(format!(
+        "no API route {} {}",
+        req.method(),
+        req.path()
+    )))
+}
+
+/// The client's IP: the peer address, or behind a trusted proxy the last X-Forwarded-For
+/// entry (the one the proxy itself appended; earlier entries are client-controlled).
+pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
+    let peer = req
+        .peer_addr()
+        .map(|a| a.ip())
+        .unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+    if !trust_proxy {
+        return peer;
+    }
+    req.headers()
+        .get("x-forwarded-for")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .and_then(|last| last.trim().parse().ok())
+        .unwrap_or(peer)
+}

@@ -1,0 +1,100 @@
+//! `POST /api/rooms` and `GET /api/rooms/{room_id}`.
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::http::client_ip;
+use crate::ids::RoomId;
+use crate::protocol::{ControlMode, Video, MAX_ROOM_NAME_CHARS};
+use crate::registry::NewRoom;
+use crate::room::actor::GetSummary;
+
+/// Body of `POST /api/rooms`; every field is optional.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRoom {
+    /// Room name.
+    #[serde(default)]
+    name: Option<String>,
+    /// Who may control playback.
+    #[serde(default)]
+    control: Option<ControlMode>,
+    /// First video.
+    #[serde(default)]
+    video: Option<Video>,
+}
+
+pub async fn create(
+    req: HttpRequest,
+    body: web::Bytes,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    let request: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
+        CreateRoom::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::BadRequest(format!("invalid room: {e}")))?
+    };
+    let name = request.name.as_deref().unwrap_or("").trim().to_owned();
+    if name.chars().count() > MAX_ROOM_NAME_CHARS || name.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(format!(
+            "room name must be at most {MAX_ROOM_NAME_CHARS} characters, without control characters"
+        )));
+    }
+    if let Some(video) = &request.video {
+        video.validate().map_err(ApiError::BadRequest)?;
+    }
+    let ip = client_ip(&req, state.config.trust_proxy);
+    if !state.room_rate.allow(ip, crate::clock::now_ms()) {
+        state
+            .metrics
+            .rejected
+            .with_label_values(&["rooms_per_ip"])
+            .inc();
+        return Err(ApiError::RateLimited(format!(
+            "at most {} rooms per minute from one address",
+            state.config.rooms_per_ip_per_minute
+        )));
+    }
+    let (room_id, host_token) = state.rooms.create(
+        NewRoom {
+            name,
+            control: request.control.unwrap_or_default(),
+            video: request.video,
+        },
+        state.config.room_settings(),
+        state.room_timing(),
+        Arc::clone(&state.metrics),
+    )?;
+    tracing::info!(room = %room_id, %ip, "room created");
+    Ok(HttpResponse::Created().json(json!({
+        "room_id": room_id,
+        "host_token": host_token.as_str(),
+        "url": format!("/r/{room_id}"),
+    })))
+}
+
+pub async fn get(
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    let raw = path.into_inner();
+    let id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
+    let room = state
+        .rooms
+        .get(&id)
+        .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
+    let summary = room
+        .send(GetSummary)
+        .await
+        .map_err(|_| ApiError::RoomNotFound(raw))?;
+    Ok(HttpResponse::Ok().json(summary))
+}

@@ -1,0 +1,138 @@
+//! Identifiers and secrets: room ids, participant ids, host and resume tokens.
+
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+/// A room's public id: a UUID v4, part of the invite link.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RoomId(Uuid);
+
+impl RoomId {
+    /// A fresh random room id.
+    pub fn new() -> Self {
+        RoomId(Uuid::new_v4())
+    }
+}
+
+impl Default for RoomId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl FromStr for RoomId {
+    type Err = uuid::Error;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(s).map(RoomId)
+    }
+}
+
+impl fmt::Display for RoomId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.hyphenated().fmt(f)
+    }
+}
+
+/// A participant's id, stable across reconnects that resume the same membership.
+///
+/// Short random hex rather than a UUID: it appears in every presence entry, so its size
+/// multiplies with room size.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ParticipantId(String);
+
+impl ParticipantId {
+    /// A fresh random id (64 bits: unique within any room, not a secret).
+    pub fn new() -> Self {
+        ParticipantId(random_hex::<8>())
+    }
+
+    /// The id as sent on the wire.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Default for ParticipantId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl From<&str> for ParticipantId {
+    fn from(s: &str) -> Self {
+        ParticipantId(s.to_owned())
+    }
+}
+
+impl fmt::Display for ParticipantId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A secret proving a claim (host of a room, owner of a membership).
+///
+/// Compared in constant time so response timing cannot leak a prefix.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    /// 256 random bits as hex: far beyond guessing.
+    pub fn generate() -> Self {
+        Secret(random_hex::<32>())
+    }
+
+    /// Whether `candidate` equals this secret, in time independent of where they differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let (a, b) = (self.0.as_bytes(), candidate.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+
+    /// The secret as sent to its owner.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(..)")
+    }
+}
+
+fn random_hex<const N: usize>() -> String {
+    let mut bytes = [0u8; N];
+    // The OS RNG failing means the machine cannot make secrets at all; nothing sensible remains.
+    getrandom::getrandom(&mut bytes).expect("operating system random number generator failed");
+    hex::encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_are_long_unique_and_compare_exactly() {
+        let a = Secret::generate();
+        let b = Secret::generate();
+        assert_eq!(a.as_str().len(), 64);
+        assert_ne!(a, b);
+        assert!(a.matches(a.as_str()));
+        assert!(!a.matches(b.as_str()));
+        assert!(!a.matches(&a.as_str()[..63]));
+        assert!(!a.matches(""));
+    }
+
+    #[test]
+    fn room_id_round_trips_and_rejects_garbage() {
+        let id = RoomId::new();
+        assert_eq!(id.to_string().parse::<RoomId>().unwrap(), id);
+        assert!("not-a-uuid".parse::<RoomId>().is_err());
+    }
+}

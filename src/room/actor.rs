@@ -1,0 +1,438 @@
+//! `RoomActor`: runs one room's [`RoomState`] and delivers its messages.
+//!
+//! The actor translates messages and does nothing else: sessions send it commands, it applies
+//! them to the state and delivers the resulting effects. Every message is encoded once and the
+//! same bytes are offered to each recipient with `try_send`, into a bounded mailbox: a member
+//! whose mailbox is full cannot keep up and is evicted, so one stalled reader can neither delay
+//! the room nor make it buffer without bound (docs/architecture.md, "Slow and dead clients").
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use bytestring::ByteString;
+
+use crate::clock::{self, ServerMs};
+use crate::error::RoomError;
+use crate::ids::{ParticipantId, RoomId};
+use crate::metrics::Metrics;
+use crate::protocol::{CloseCode, ControlMode, ParticipantRef, Playback, ServerMessage};
+use crate::registry::Rooms;
+use crate::room::state::{Audience, ConnId, Control, Effect, RoomState};
+
+/// How often the room flushes presence, ends grace periods and checks for silent members.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// What a room sends to a session.
+#[derive(Message, Clone, Debug)]
+#[rtype(result = "()")]
+pub enum ToSession {
+    /// An encoded server message to write as a text frame.
+    Frame(ByteString),
+    /// Close the connection with this code and reason.
+    Close(CloseCode, &'static str),
+}
+
+/// Activity of a session, shared lock-free with its room.
+///
+/// The room reads it every tick: a session whose socket stopped draining is not polled by
+/// actix at all, so it cannot notice its own silence; the room can.
+#[derive(Debug, Default)]
+pub struct Liveness {
+    /// Server time (ms, as integer) when the client was last heard from.
+    last_heard_ms: AtomicU64,
+}
+
+impl Liveness {
+    /// Records that the client was heard from now.
+    pub fn heard(&self, now: ServerMs) {
+        self.last_heard_ms.store(now as u64, Ordering::Relaxed);
+    }
+
+    /// Milliseconds since the client was last heard from.
+    pub fn silent_for(&self, now: ServerMs) -> f64 {
+        now - self.last_heard_ms.load(Ordering::Relaxed) as f64
+    }
+}
+
+/// How a room reaches one connected session.
+#[derive(Clone, Debug)]
+pub struct SessionLink {
+    /// The session's bounded mailbox.
+    pub recipient: Recipient<ToSession>,
+    /// When the client was last heard from.
+    pub liveness: Arc<Liveness>,
+}
+
+/// Join request from a session; answered with the participant id (the `welcome` itself is
+/// delivered through the link, so it is ordered before every later broadcast).
+#[derive(Message)]
+#[rtype(result = "Result<ParticipantId, RoomError>")]
+pub struct Join {
+    /// The connection's id.
+    pub conn: ConnId,
+    /// How to reach the session.
+    pub link: SessionLink,
+    /// Requested display name.
+    pub name: String,
+    /// Host token, if the client has one.
+    pub host_token: Option<String>,
+    /// Resume token, if the client is reconnecting.
+    pub resume_token: Option<String>,
+}
+
+/// Something a joined participant asks the room to do.
+#[derive(Debug)]
+pub enum MemberRequest {
+    /// Play, pause, seek, rate or load.
+    Control(Control),
+    /// A chat message.
+    Chat(String),
+    /// Hand over the host role.
+    TransferHost(ParticipantId),
+    /// Change who may control.
+    SetControl(ControlMode),
+    /// Sync report.
+    Status {
+        /// Round trip.
+        rtt_ms: f64,
+        /// Drift.
+        drift_ms: f64,
+        /// Buffering.
+        buffering: bool,
+    },
+}
+
+/// A request from a joined participant's session.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct FromMember {
+    /// Who.
+    pub id: ParticipantId,
+    /// Over which connection (requests from a replaced connection are refused).
+    pub conn: ConnId,
+    /// What.
+    pub request: MemberRequest,
+    /// When the session received the frame, for the broadcast latency metric.
+    pub received: Instant,
+}
+
+/// A session ended.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Disconnect {
+    /// Who.
+    pub id: ParticipantId,
+    /// Which connection ended.
+    pub conn: ConnId,
+    /// True when the connection timed out: the participant is removed at once instead of
+    /// waiting out the resume grace period (a clean close, such as a reload, gets the grace).
+    pub gone: bool,
+}
+
+/// The room as shown by `GET /api/rooms/{id}`.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RoomSummary {
+    /// Room id.
+    pub room_id: RoomId,
+    /// Room name.
+    pub name: String,
+    /// Control mode.
+    pub control: ControlMode,
+    /// Participant count.
+    pub participants: usize,
+    /// The host, if any.
+    pub host: Option<ParticipantRef>,
+    /// The live clock.
+    pub playback: Playback,
+}
+
+/// Asks for the room's summary.
+#[derive(Message)]
+#[rtype(result = "RoomSummary")]
+pub struct GetSummary;
+
+/// The server is shutting down: tell everyone and close every connection with 1012.
+#[derive(Message)]
+#[rtype(result = "()")]
+pub struct Shutdown;
+
+/// Timing rules the actor needs beyond the room's own settings.
+#[derive(Clone, Debug)]
+pub struct RoomTiming {
+    /// A member silent this long is evicted by the room, whether or not its session noticed.
+    pub silence_evict_ms: f64,
+    /// An empty room is removed after this long.
+    pub idle_ttl_ms: f64,
+}
+
+/// One room.
+pub struct RoomActor {
+    /// The rules and data.
+    state: RoomState<SessionLink>,
+    /// Timing for eviction and idle removal.
+    timing: RoomTiming,
+    /// The registry, to remove this room when it has been idle long enough.
+    rooms: Arc<Rooms>,
+    /// Counters and histograms.
+    metrics: Arc<Metrics>,
+    /// When the room became empty, if it is.
+    empty_since: Option<ServerMs>,
+}
+
+impl RoomActor {
+    /// A room actor around `state`.
+    pub fn new(
+        state: RoomState<SessionLink>,
+        timing: RoomTiming,
+        rooms: Arc<Rooms>,
+        metrics: Arc<Metrics>,
+    ) -> Self {
+        RoomActor {
+            state,
+            timing,
+            rooms,
+            metrics,
+            empty_since: Some(clock::now_ms()),
+        }
+    }
+
+    /// Delivers effects, evicting members that cannot keep up (which may cause more effects).
+    fn deliver(&mut self, mut effects: Vec<Effect>) {
+        while !effects.is_empty() {
+            let mut stalled: Vec<(ParticipantId, ConnId)> = Vec::new();
+            for effect in effects.drain(..) {
+                let frame = ToSession::Frame(effect.message.encode());
+                match &effect.to {
+                    Audience::One(id) => {
+                        if let Some((conn, link)) = self.state.link(id) {
+                            self.metrics.frames_out.inc();
+                            if !offer(link, frame) {
+                                stalled.push((id.clone(), conn));
+                            }
+                        }
+                    }
+                    to => {
+                        let skip = match to {
+                            Audience::AllExcept(id) => Some(id),
+                            _ => None,
+                        };
+                        let mut sent = 0u64;
+                        for (id, conn, link) in self.state.links() {
+                            if Some(id) == skip {
+                                continue;
+                            }
+                            sent += 1;
+                            if !offer(link, frame.clone()) {
+                                stalled.push((id.clone(), conn));
+                            }
+                        }
+                        self.metrics.frames_out.inc_by(sent);
+                    }
+                }
+            }
+            for (id, conn) in stalled {
+                let (link, more) = self.state.evict(&id, conn);
+                if let Some(link) = link {
+                    tracing::info!(room = %self.state.info().id, participant = %id, "evicted a member that could not keep up");
+                    self.metrics.evictions.inc();
+                    // Best effort: if its mailbox is full this is dropped, and the socket is
+                    // reclaimed by the kernel's TCP_USER_TIMEOUT instead.
+                    let _ = link.recipient.try_send(ToSession::Close(
+                        CloseCode::Evicted,
+                        "evicted: the connection could not keep up",
+                    ));
+                }
+                effects.extend(more);
+            }
+        }
+        self.note_occupancy();
+    }
+
+    fn reply_error(&mut self, id: &ParticipantId, err: RoomError) {
+        self.metrics.errors_sent.inc();
+        self.deliver(vec![Effect {
+            to: Audience::One(id.clone()),
+            message: ServerMessage::error(err.code(), err.to_string()),
+        }]);
+    }
+
+    fn note_occupancy(&mut self) {
+        if self.state.is_empty() {
+            self.empty_since.get_or_insert_with(clock::now_ms);
+        } else {
+            self.empty_since = None;
+        }
+    }
+
+    fn tick(&mut self, ctx: &mut Context<Self>) {
+        let now = clock::now_ms();
+        let silent: Vec<(ParticipantId, ConnId)> = self
+            .state
+            .links()
+            .filter(|(_, _, link)| link.liveness.silent_for(now) > self.timing.silence_evict_ms)
+            .map(|(id, conn, _)| (id.clone(), conn))
+            .collect();
+        let mut effects = Vec::new();
+        for (id, conn) in silent {
+            let (link, more) = self.state.evict(&id, conn);
+            if let Some(link) = link {
+                tracing::info!(room = %self.state.info().id, participant = %id, "evicted a silent member");
+                self.metrics.evictions.inc();
+                let _ = link.recipient.try_send(ToSession::Close(
+                    CloseCode::Evicted,
+                    "evicted: no sign of life",
+                ));
+            }
+            effects.extend(more);
+        }
+        effects.extend(self.state.tick(now));
+        self.deliver(effects);
+        if let Some(since) = self.empty_since {
+            if now - since >= self.timing.idle_ttl_ms {
+                let id = self.state.info().id;
+                tracing::info!(room = %id, "removing idle room");
+                self.rooms.remove(&id);
+                ctx.stop();
+            }
+        }
+    }
+}
+
+/// Offers a frame to a member's bounded mailbox; false when it is full (cannot keep up).
+/// A closed mailbox is not a stall: that session is ending and will report it.
+fn offer(link: &SessionLink, frame: ToSession) -> bool {
+    !matches!(link.recipient.try_send(frame), Err(SendError::Full(_)))
+}
+
+impl Actor for RoomActor {
+    type Context = Context<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.rooms.inc();
+        ctx.run_interval(TICK, |room, ctx| room.tick(ctx));
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.metrics.rooms.dec();
+    }
+}
+
+impl Handler<Join> for RoomActor {
+    type Result = Result<ParticipantId, RoomError>;
+
+    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> Self::Result {
+        let now = clock::now_ms();
+        msg.link.liveness.heard(now);
+        let joined = self.state.join(
+            msg.conn,
+            msg.link,
+            &msg.name,
+            msg.host_token.as_deref(),
+            msg.resume_token.as_deref(),
+            now,
+        )?;
+        if let Some(old) = joined.replaced {
+            let _ = old.recipient.try_send(ToSession::Close(
+                CloseCode::Replaced,
+                "resumed on another connection",
+            ));
+        }
+        // unwrap: the participant was admitted just above
+        let welcome = self.state.welcome(&joined.id, now).unwrap();
+        let mut effects = vec![Effect {
+            to: Audience::One(joined.id.clone()),
+            message: welcome,
+        }];
+        effects.extend(joined.effects);
+        self.deliver(effects);
+        Ok(joined.id)
+    }
+}
+
+impl Handler<FromMember> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: FromMember, _ctx: &mut Self::Context) {
+        let now = clock::now_ms();
+        let id = &msg.id;
+        if self.state.link(id).map(|(conn, _)| conn) != Some(msg.conn) {
+            // Evicted, expired or replaced: this connection no longer speaks for anyone.
+            return;
+        }
+        let fans_out = matches!(
+            msg.request,
+            MemberRequest::Control(_) | MemberRequest::Chat(_)
+        );
+        let result = match msg.request {
+            MemberRequest::Control(control) => self.state.control(id, control, now),
+            MemberRequest::Chat(text) => self.state.chat(id, &text, now),
+            MemberRequest::TransferHost(to) => self.state.transfer_host(id, &to),
+            MemberRequest::SetControl(mode) => self.state.set_control(id, mode),
+            MemberRequest::Status {
+                rtt_ms,
+                drift_ms,
+                buffering,
+            } => {
+                self.state.status(id, rtt_ms, drift_ms, buffering);
+                Ok(Vec::new())
+            }
+        };
+        match result {
+            Ok(effects) => {
+                self.deliver(effects);
+                if fans_out {
+                    self.metrics
+                        .broadcast_seconds
+                        .observe(msg.received.elapsed().as_secs_f64());
+                }
+            }
+            Err(err) => self.reply_error(id, err),
+        }
+    }
+}
+
+impl Handler<Disconnect> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
+        if msg.gone {
+            let (_, effects) = self.state.evict(&msg.id, msg.conn);
+            self.deliver(effects);
+        } else {
+            self.state.disconnect(&msg.id, msg.conn, clock::now_ms());
+        }
+    }
+}
+
+impl Handler<GetSummary> for RoomActor {
+    type Result = MessageResult<GetSummary>;
+
+    fn handle(&mut self, _msg: GetSummary, _ctx: &mut Self::Context) -> Self::Result {
+        let info = self.state.info();
+        MessageResult(RoomSummary {
+            room_id: info.id,
+            name: info.name,
+            control: info.control,
+            participants: self.state.len(),
+            host: self.state.host(),
+            playback: self.state.playback(),
+        })
+    }
+}
+
+impl Handler<Shutdown> for RoomActor {
+    type Result = ();
+
+    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        let frame = ServerMessage::ServerRestarting {}.encode();
+        for (_, _, link) in self.state.links() {
+            // do_send, not try_send: the restart notice must not be dropped for a busy member.
+            link.recipient.do_send(ToSession::Frame(frame.clone()));
+            link.recipient
+                .do_send(ToSession::Close(CloseCode::Restart, "server restarting"));
+        }
+        ctx.stop();
+    }
+}

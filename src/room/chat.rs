@@ -1,0 +1,81 @@
+//! The room's chat log: the last N messages, replayed to every newcomer.
+
+use std::collections::VecDeque;
+
+use crate::protocol::ChatMessage;
+
+/// A bounded log; the oldest message falls out when a new one would exceed the capacity.
+#[derive(Debug, Clone)]
+pub struct ChatLog {
+    /// Messages, oldest first.
+    messages: VecDeque<ChatMessage>,
+    /// Most messages kept.
+    capacity: usize,
+    /// Id for the next message: ids keep increasing even as old messages are dropped.
+    next_id: u64,
+}
+
+impl ChatLog {
+    /// An empty log keeping at most `capacity` messages.
+    pub fn new(capacity: usize) -> Self {
+        ChatLog {
+            messages: VecDeque::with_capacity(capacity.min(64)),
+            capacity,
+            next_id: 1,
+        }
+    }
+
+    /// Appends a message (assigning its id) and returns it, as stored.
+    pub fn push(&mut self, mut message: ChatMessage) -> ChatMessage {
+        message.id = self.next_id;
+        self.next_id += 1;
+        if self.capacity > 0 {
+            if self.messages.len() == self.capacity {
+                self.messages.pop_front();
+            }
+            self.messages.push_back(message.clone());
+        }
+        message
+    }
+
+    /// The kept messages, oldest first.
+    pub fn recent(&self) -> impl Iterator<Item = &ChatMessage> {
+        self.messages.iter()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::ParticipantRef;
+
+    fn msg(text: &str) -> ChatMessage {
+        ChatMessage {
+            id: 0,
+            from: ParticipantRef {
+                id: "p".into(),
+                name: "P".into(),
+            },
+            text: text.into(),
+            at: 0.0,
+        }
+    }
+
+    #[test]
+    fn keeps_the_last_n_in_order_with_increasing_ids() {
+        let mut log = ChatLog::new(3);
+        for i in 0..5 {
+            log.push(msg(&i.to_string()));
+        }
+        let kept: Vec<_> = log.recent().map(|m| (m.id, m.text.as_str())).collect();
+        assert_eq!(kept, vec![(3, "2"), (4, "3"), (5, "4")]);
+    }
+
+    #[test]
+    fn zero_capacity_keeps_nothing_but_still_numbers() {
+        let mut log = ChatLog::new(0);
+        assert_eq!(log.push(msg("a")).id, 1);
+        assert_eq!(log.push(msg("b")).id, 2);
+        assert_eq!(log.recent().count(), 0);
+    }
+}

@@ -1,0 +1,218 @@
+//! The authoritative playback clock: one per room, advanced only by accepted control messages.
+
+use crate::clock::ServerMs;
+use crate::protocol::{Playback, Video};
+
+/// Shortest lead before a scheduled start: enough for a message to cross a fast network.
+pub const MIN_START_LEAD_MS: f64 = 100.0;
+/// Longest lead: beyond a second, waiting feels broken and the slowest member is better
+/// served by seeking on arrival.
+pub const MAX_START_LEAD_MS: f64 = 1000.0;
+/// Added to the slowest member's round trip, to cover jitter and the player's own start-up.
+pub const START_MARGIN_MS: f64 = 80.0;
+
+/// How far in the future a (re)start is scheduled, given the slowest member's round trip.
+///
+/// A message reaches a member about half a round trip after it leaves; a whole round trip
+/// plus a margin leaves room for jitter, so every member holds the command before `anchor`.
+pub fn start_lead_ms(slowest_rtt_ms: f64) -> f64 {
+    (slowest_rtt_ms + START_MARGIN_MS).clamp(MIN_START_LEAD_MS, MAX_START_LEAD_MS)
+}
+
+/// The room's clock. Positions are seconds, times are server milliseconds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PlaybackClock {
+    /// What is loaded; `None` until the first `load`.
+    video: Option<Video>,
+    /// Paused clocks do not advance.
+    paused: bool,
+    /// Position (s) at `anchor`.
+    position: f64,
+    /// Seconds of video per second of server time.
+    rate: f64,
+    /// Server time at which `position` holds; may lie in the future (scheduled start).
+    anchor: ServerMs,
+    /// Bumped by every change so clients can drop stale updates.
+    seq: u64,
+}
+
+impl PlaybackClock {
+    /// A paused clock at 0 with `video` loaded (or nothing).
+    pub fn new(video: Option<Video>, now: ServerMs) -> Self {
+        PlaybackClock {
+            video,
+            paused: true,
+            position: 0.0,
+            rate: 1.0,
+            anchor: now,
+            seq: 0,
+        }
+    }
+
+    /// Position in seconds at server time `t`.
+    pub fn position_at(&self, t: ServerMs) -> f64 {
+        if self.paused {
+            self.position
+        } else {
+            self.position + (t - self.anchor).max(0.0) / 1000.0 * self.rate
+        }
+    }
+
+    /// Whether playback is paused.
+    pub fn is_paused(&self) -> bool {
+        self.paused
+    }
+
+    /// The wire form.
+    pub fn snapshot(&self) -> Playback {
+        Playback {
+            video: self.video.clone(),
+            paused: self.paused,
+            position: self.position,
+            rate: self.rate,
+            anchor: self.anchor,
+            seq: self.seq,
+        }
+    }
+
+    /// Plays from `position` (or the live position), starting at server time `start_at`.
+    pub fn play(&mut self, now: ServerMs, start_at: ServerMs, position: Option<f64>) {
+        self.position = position.unwrap_or_else(|| self.position_at(now));
+        self.anchor = start_at.max(now);
+        self.paused = false;
+        self.seq += 1;
+    }
+
+    /// Pauses at `position` (or the live position).
+    pub fn pause(&mut self, now: ServerMs, position: Option<f64>) {
+        self.position = position.unwrap_or_else(|| self.position_at(now));
+        self.anchor = now;
+        self.paused = true;
+        self.seq += 1;
+    }
+
+    /// Jumps to `position`. A playing clock restarts from there at `start_at`, so members
+    /// that must seek all resume together.
+    pub fn seek(&mut self, now: ServerMs, start_at: ServerMs, position: f64) {
+        self.position = position;
+        self.anchor = if self.paused { now } else { start_at.max(now) };
+        self.seq += 1;
+    }
+
+    /// Changes the rate without moving the position.
+    pub fn set_rate(&mut self, now: ServerMs, rate: f64) {
+        // A pending scheduled start keeps its anchor: the position there is unchanged.
+        if self.anchor < now {
+            self.position = self.position_at(now);
+            self.anchor = now;
+        }
+        self.rate = rate;
+        self.seq += 1;
+    }
+
+    /// Loads `video`, paused at 0 (the rate is kept: it is the room's preference).
+    pub fn load(&mut self, now: ServerMs, video: Video) {
+        self.video = Some(video);
+        self.position = 0.0;
+        self.paused = true;
+        self.anchor = now;
+        self.seq += 1;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn yt() -> Video {
+        Video::Youtube {
+            id: "dQw4w9WgXcQ".into(),
+        }
+    }
+
+    #[test]
+    fn paused_clock_stands_still() {
+        let c = PlaybackClock::new(Some(yt()), 1000.0);
+        assert_eq!(c.position_at(1000.0), 0.0);
+        assert_eq!(c.position_at(99_000.0), 0.0);
+        assert_eq!(c.snapshot().seq, 0);
+    }
+
+    #[test]
+    fn scheduled_play_holds_until_anchor_then_advances_at_rate() {
+        let mut c = PlaybackClock::new(Some(yt()), 0.0);
+        c.play(1000.0, 1300.0, Some(10.0));
+        assert_eq!(c.snapshot().anchor, 1300.0);
+        assert_eq!(
+            c.position_at(1000.0),
+            10.0,
+            "nothing moves before the anchor"
+        );
+        assert_eq!(c.position_at(1300.0), 10.0);
+        assert!((c.position_at(3300.0) - 12.0).abs() < 1e-9);
+        c.set_rate(3300.0, 2.0);
+        assert!((c.position_at(4300.0) - 14.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn play_without_position_continues_from_live_position() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.play(0.0, 0.0, Some(5.0));
+        c.pause(2000.0, None);
+        assert!((c.position_at(10_000.0) - 7.0).abs() < 1e-9);
+        c.play(10_000.0, 10_200.0, None);
+        assert!((c.position_at(11_200.0) - 8.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn start_is_never_scheduled_in_the_past() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.play(500.0, 100.0, Some(0.0));
+        assert_eq!(c.snapshot().anchor, 500.0);
+    }
+
+    #[test]
+    fn seek_while_playing_schedules_while_paused_does_not() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.seek(100.0, 400.0, 30.0);
+        assert_eq!(c.snapshot().anchor, 100.0);
+        assert!(c.is_paused());
+        c.play(100.0, 400.0, None);
+        c.seek(1000.0, 1250.0, 60.0);
+        assert_eq!(c.snapshot().anchor, 1250.0);
+        assert_eq!(c.position_at(1100.0), 60.0);
+        assert!((c.position_at(2250.0) - 61.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn rate_change_during_pending_start_keeps_the_anchor() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.play(0.0, 500.0, Some(1.0));
+        c.set_rate(100.0, 0.5);
+        let s = c.snapshot();
+        assert_eq!((s.anchor, s.position, s.rate), (500.0, 1.0, 0.5));
+    }
+
+    #[test]
+    fn load_resets_to_paused_zero_and_every_change_bumps_seq() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.play(0.0, 0.0, Some(3.0));
+        c.pause(10.0, Some(4.0));
+        c.seek(20.0, 20.0, 5.0);
+        c.set_rate(30.0, 1.25);
+        c.load(40.0, yt());
+        let s = c.snapshot();
+        assert_eq!(s.seq, 5);
+        assert!(s.paused);
+        assert_eq!(s.position, 0.0);
+        assert_eq!(s.rate, 1.25);
+        assert_eq!(s.video, Some(yt()));
+    }
+
+    #[test]
+    fn lead_is_clamped() {
+        assert_eq!(start_lead_ms(0.0), MIN_START_LEAD_MS);
+        assert_eq!(start_lead_ms(200.0), 200.0 + START_MARGIN_MS);
+        assert_eq!(start_lead_ms(5000.0), MAX_START_LEAD_MS);
+    }
+}

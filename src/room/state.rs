@@ -1,0 +1,982 @@
+//! A room's rules as plain data: state in, new state and outgoing messages out.
+//!
+//! [`RoomState`] knows nothing about actors or sockets. Every operation takes the current
+//! server time and returns [`Effect`]s, typed messages addressed to participants, which the
+//! room actor encodes once and delivers. It is generic over `L`, the handle used to reach a
+//! connected participant, so unit tests use plain numbers where the actor uses mailboxes.
+
+use indexmap::IndexMap;
+
+use crate::clock::ServerMs;
+use crate::error::RoomError;
+use crate::ids::{ParticipantId, RoomId, Secret};
+use crate::limits::TokenBucket;
+use crate::protocol::{
+    clean_chat, clean_name, ChatMessage, ControlMode, Entry, ParticipantRef, Playback, RoomInfo,
+    ServerMessage, Video, Welcome,
+};
+use crate::room::chat::ChatLog;
+use crate::room::playback::{start_lead_ms, PlaybackClock};
+
+/// Identifies one WebSocket connection, so a stale connection's events can be told apart
+/// from those of the connection that resumed the same participant.
+pub type ConnId = u64;
+
+/// Per-room rules that operators can tune.
+#[derive(Clone, Debug)]
+pub struct RoomSettings {
+    /// Chat messages kept and replayed to newcomers.
+    pub chat_history: usize,
+    /// Most participants (connected or within grace) in one room.
+    pub max_members: usize,
+    /// How long a dropped participant keeps its identity and (if host) the host role.
+    pub grace_ms: f64,
+    /// Rooms with more members than this batch membership changes into `presence`.
+    pub presence_threshold: usize,
+    /// Chat messages a participant may send in a burst.
+    pub chat_burst: u32,
+    /// Chat messages per second a participant may sustain.
+    pub chat_per_second: f64,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        RoomSettings {
+            chat_history: 100,
+            max_members: 5000,
+            grace_ms: 10_000.0,
+            presence_threshold: 50,
+            chat_burst: 5,
+            chat_per_second: 1.0,
+        }
+    }
+}
+
+/// Most entries in one big-room `presence`, so its size does not grow with the room.
+pub const BIG_ROOM_MAX_ENTRIES: usize = 12;
+/// Most departed ids in one big-room `presence`.
+pub const BIG_ROOM_MAX_LEFT: usize = 32;
+
+/// Round-trip bands (upper bounds, ms): in a big room, only a move between bands is news.
+pub const RTT_BANDS_MS: [f64; 3] = [50.0, 150.0, 400.0];
+/// Drift bands (upper bounds of |drift|, ms): in sync, slightly off, off, out of sync.
+pub const DRIFT_BANDS_MS: [f64; 3] = [50.0, 250.0, 1000.0];
+
+fn band(value: Option<f64>, bounds: &[f64; 3]) -> u8 {
+    match value {
+        None => 0,
+        Some(v) => 1 + bounds.iter().filter(|b| v.abs() >= **b).count() as u8,
+    }
+}
+
+/// Who receives a message.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Audience {
+    /// Every connected participant.
+    All,
+    /// Every connected participant but one.
+    AllExcept(ParticipantId),
+    /// One participant.
+    One(ParticipantId),
+}
+
+/// A message to deliver.
+#[derive(Clone, Debug)]
+pub struct Effect {
+    /// Recipients.
+    pub to: Audience,
+    /// The message.
+    pub message: ServerMessage,
+}
+
+impl Effect {
+    fn all(message: ServerMessage) -> Self {
+        Effect {
+            to: Audience::All,
+            message,
+        }
+    }
+}
+
+/// One participant.
+#[derive(Debug)]
+struct Member<L> {
+    /// Display name.
+    name: String,
+    /// Proves ownership of this membership when reconnecting.
+    resume_token: Secret,
+    /// The live connection, if any: its id and the handle to reach it.
+    link: Option<(ConnId, L)>,
+    /// When the connection dropped; the grace period runs from here.
+    away_since: Option<ServerMs>,
+    /// Last reported round trip.
+    rtt_ms: Option<f64>,
+    /// Last reported drift.
+    drift_ms: Option<f64>,
+    /// Last reported buffering flag.
+    buffering: bool,
+    /// Chat flood control.
+    chat_bucket: TokenBucket,
+}
+
+/// What `join` produced.
+#[derive(Debug)]
+pub struct Joined<L> {
+    /// The participant's id (the old one when resumed).
+    pub id: ParticipantId,
+    /// Whether an existing membership was resumed.
+    pub resumed: bool,
+    /// A previous connection of the same participant, to be closed as replaced.
+    pub replaced: Option<L>,
+    /// Messages for the others (joined, host changes).
+    pub effects: Vec<Effect>,
+}
+
+/// The room: clock, members, host, chat, pending presence.
+#[derive(Debug)]
+pub struct RoomState<L> {
+    /// The room's id.
+    id: RoomId,
+    /// Display name of the room.
+    name: String,
+    /// Who may control playback.
+    control: ControlMode,
+    /// Secret whose holder becomes host on join.
+    host_token: Secret,
+    /// Tunable rules.
+    settings: RoomSettings,
+    /// The authoritative clock.
+    clock: PlaybackClock,
+    /// Participants in order of arrival (the front has been here longest).
+    members: IndexMap<ParticipantId, Member<L>>,
+    /// The host, if any.
+    host: Option<ParticipantId>,
+    /// Recent chat.
+    chat: ChatLog,
+    /// Participants whose entry changed since the last presence, in order of change.
+    dirty: IndexMap<ParticipantId, ()>,
+    /// Participants gone since the last presence whose departure is not yet announced.
+    departed: Vec<ParticipantId>,
+}
+
+impl<L> RoomState<L> {
+    /// A new, empty room.
+    pub fn new(
+        id: RoomId,
+        name: String,
+        control: ControlMode,
+        video: Option<Video>,
+        host_token: Secret,
+        settings: RoomSettings,
+        now: ServerMs,
+    ) -> Self {
+        RoomState {
+            id,
+            name,
+            control,
+            host_token,
+            chat: ChatLog::new(settings.chat_history),
+            settings,
+            clock: PlaybackClock::new(video, now),
+            members: IndexMap::new(),
+            host: None,
+            dirty: IndexMap::new(),
+            departed: Vec::new(),
+        }
+    }
+
+    /// Whether membership changes are batched into presence (rooms above the threshold).
+    pub fn is_big(&self) -> bool {
+        self.members.len() > self.settings.presence_threshold
+    }
+
+    /// Number of participants, including those within their grace period.
+    pub fn len(&self) -> usize {
+        self.members.len()
+    }
+
+    /// Whether nobody is in the room.
+    pub fn is_empty(&self) -> bool {
+        self.members.is_empty()
+    }
+
+    /// The room's public description.
+    pub fn info(&self) -> RoomInfo {
+        RoomInfo {
+            id: self.id,
+            name: self.name.clone(),
+            control: self.control,
+        }
+    }
+
+    /// The live clock.
+    pub fn playback(&self) -> Playback {
+        self.clock.snapshot()
+    }
+
+    /// The host's id and name, if there is a host.
+    pub fn host(&self) -> Option<ParticipantRef> {
+        let id = self.host.as_ref()?;
+        let member = self.members.get(id)?;
+        Some(ParticipantRef {
+            id: id.clone(),
+            name: member.name.clone(),
+        })
+    }
+
+    /// The connected participants' handles, with their ids.
+    pub fn links(&self) -> impl Iterator<Item = (&ParticipantId, ConnId, &L)> {
+        self.members
+            .iter()
+            .filter_map(|(id, m)| m.link.as_ref().map(|(conn, l)| (id, *conn, l)))
+    }
+
+    /// The connection id and handle of one connected participant.
+    pub fn link(&self, id: &ParticipantId) -> Option<(ConnId, &L)> {
+        self.members.get(id)?.link.as_ref().map(|(c, l)| (*c, l))
+    }
+
+    fn entry(&self, id: &ParticipantId, m: &Member<L>) -> Entry {
+        Entry {
+            id: id.clone(),
+            name: m.name.clone(),
+            is_host: self.host.as_ref() == Some(id),
+            rtt_ms: m.rtt_ms,
+            drift_ms: m.drift_ms,
+            buffering: m.buffering,
+            connected: m.link.is_some(),
+        }
+    }
+
+    /// Every participant's entry, longest-present first.
+    pub fn entries(&self) -> Vec<Entry> {
+        self.members
+            .iter()
+            .map(|(id, m)| self.entry(id, m))
+            .collect()
+    }
+
+    /// The `welcome` for participant `id` (which must be a member).
+    pub fn welcome(&self, id: &ParticipantId, now: ServerMs) -> Option<ServerMessage> {
+        let m = self.members.get(id)?;
+        Some(ServerMessage::Welcome(Box::new(Welcome {
+            you: ParticipantRef {
+                id: id.clone(),
+                name: m.name.clone(),
+            },
+            resume_token: m.resume_token.as_str().to_owned(),
+            room: self.info(),
+            host_id: self.host.clone(),
+            participants: self.entries(),
+            playback: self.clock.snapshot(),
+            chat: self.chat.recent().cloned().collect(),
+            server_time: now,
+        })))
+    }
+
+    /// Admits a connection: a new participant, or a resumed one if `resume_token` matches.
+    pub fn join(
+        &mut self,
+        conn: ConnId,
+        link: L,
+        name: &str,
+        host_token: Option<&str>,
+        resume_token: Option<&str>,
+        now: ServerMs,
+    ) -> Result<Joined<L>, RoomError> {
+        let name = clean_name(name).map_err(RoomError::InvalidName)?;
+        let existing = resume_token.and_then(|token| {
+            self.members
+                .iter()
+                .find(|(_, m)| m.resume_token.matches(token))
+                .map(|(id, _)| id.clone())
+        });
+        let mut effects = Vec::new();
+        let (id, replaced, resumed) = match existing {
+            Some(id) => {
+                // unwrap: `id` was just found in `members`
+                let m = self.members.get_mut(&id).unwrap();
+                let replaced = m.link.replace((conn, link)).map(|(_, old)| old);
+                m.away_since = None;
+                m.name = name;
+                self.dirty.insert(id.clone(), ());
+                (id, replaced, true)
+            }
+            None => {
+                if self.members.len() >= self.settings.max_members {
+                    return Err(RoomError::RoomFull(self.settings.max_members));
+                }
+                let id = ParticipantId::new();
+                self.members.insert(
+                    id.clone(),
+                    Member {
+                        name,
+                        resume_token: Secret::generate(),
+                        link: Some((conn, link)),
+                        away_since: None,
+                        rtt_ms: None,
+                        drift_ms: None,
+                        buffering: false,
+                        chat_bucket: TokenBucket::new(
+                            self.settings.chat_burst,
+                            self.settings.chat_per_second,
+                            now,
+                        ),
+                    },
+                );
+                (id, None, false)
+            }
+        };
+        let claims_host = host_token.is_some_and(|t| self.host_token.matches(t));
+        if claims_host || self.host.is_none() {
+            if let Some(change) = self.set_host(Some(id.clone())) {
+                effects.push(change);
+            }
+        }
+        if !resumed {
+            // A newcomer: announced now in small rooms, batched into presence in big ones.
+            let entry = self.entry(&id, &self.members[&id]);
+            if self.is_big() {
+                self.dirty.insert(id.clone(), ());
+            } else {
+                effects.push(Effect {
+                    to: Audience::AllExcept(id.clone()),
+                    message: ServerMessage::Joined { participant: entry },
+                });
+            }
+        }
+        Ok(Joined {
+            id,
+            resumed,
+            replaced,
+            effects,
+        })
+    }
+
+    /// A connection closed. The participant stays (for resume, and the host role) until its
+    /// grace period ends. Events from a connection that was already replaced are ignored.
+    pub fn disconnect(&mut self, id: &ParticipantId, conn: ConnId, now: ServerMs) {
+        if let Some(m) = self.members.get_mut(id) {
+            if m.link.as_ref().is_some_and(|(c, _)| *c == conn) {
+                m.link = None;
+                m.away_since = Some(now);
+                self.dirty.insert(id.clone(), ());
+            }
+        }
+    }
+
+    /// Removes a participant at once (it could not keep up): no grace, no resume.
+    /// Returns its handle so the caller can close the connection.
+    pub fn evict(&mut self, id: &ParticipantId, conn: ConnId) -> (Option<L>, Vec<Effect>) {
+        let current = self
+            .members
+            .get(id)
+            .is_some_and(|m| m.link.as_ref().is_some_and(|(c, _)| *c == conn));
+        if !current {
+            return (None, Vec::new());
+        }
+        let mut effects = Vec::new();
+        let link = self.remove(id, &mut effects);
+        (link, effects)
+    }
+
+    fn remove(&mut self, id: &ParticipantId, effects: &mut Vec<Effect>) -> Option<L> {
+        let big = self.is_big();
+        let member = self.members.shift_remove(id)?;
+        self.dirty.shift_remove(id);
+        if big {
+            self.departed.push(id.clone());
+        } else {
+            effects.push(Effect::all(ServerMessage::Left { id: id.clone() }));
+        }
+        if self.host.as_ref() == Some(id) {
+            let successor = self
+                .members
+                .iter()
+                .find(|(_, m)| m.link.is_some())
+                .map(|(id, _)| id.clone());
+            effects.extend(self.set_host(successor));
+        }
+        member.link.map(|(_, l)| l)
+    }
+
+    fn set_host(&mut self, new: Option<ParticipantId>) -> Option<Effect> {
+        if self.host == new {
+            return None;
+        }
+        for id in [self.host.take(), new.clone()].into_iter().flatten() {
+            if self.members.contains_key(&id) {
+                self.dirty.insert(id, ());
+            }
+        }
+        self.host = new.clone();
+        Some(Effect::all(ServerMessage::Host { host_id: new }))
+    }
+
+    /// Periodic work, about once a second: ends expired grace periods and flushes presence.
+    pub fn tick(&mut self, now: ServerMs) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        let expired: Vec<ParticipantId> = self
+            .members
+            .iter()
+            .filter(|(_, m)| {
+                m.away_since
+                    .is_some_and(|t| now - t >= self.settings.grace_ms)
+            })
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in &expired {
+            self.remove(id, &mut effects);
+        }
+        // A host that is away while someone else is connected keeps the role only for its
+        // grace period; a hostless room with a connected member gets one now.
+        if self.host.is_none() {
+            if let Some(id) = self
+                .members
+                .iter()
+                .find(|(_, m)| m.link.is_some())
+                .map(|(id, _)| id.clone())
+            {
+                effects.extend(self.set_host(Some(id)));
+            }
+        }
+        if let Some(presence) = self.take_presence() {
+            effects.push(Effect::all(presence));
+        }
+        effects
+    }
+
+    fn take_presence(&mut self) -> Option<ServerMessage> {
+        if self.dirty.is_empty() && self.departed.is_empty() {
+            return None;
+        }
+        let (max_entries, max_left) = if self.is_big() {
+            (BIG_ROOM_MAX_ENTRIES, BIG_ROOM_MAX_LEFT)
+        } else {
+            (usize::MAX, usize::MAX)
+        };
+        let take = self.dirty.len().min(max_entries);
+        let ids: Vec<ParticipantId> = self.dirty.drain(..take).map(|(id, _)| id).collect();
+        let participants = ids
+            .iter()
+            .filter_map(|id| self.members.get(id).map(|m| self.entry(id, m)))
+            .collect();
+        let take = self.departed.len().min(max_left);
+        let left = self.departed.drain(..take).collect();
+        Some(ServerMessage::Presence {
+            participants,
+            left,
+            count: self.members.len(),
+            host_id: self.host.clone(),
+        })
+    }
+
+    /// Records a participant's sync report. Small rooms announce every change; big rooms
+    /// only a flip of `buffering` or a move to another RTT or drift band.
+    pub fn status(&mut self, id: &ParticipantId, rtt_ms: f64, drift_ms: f64, buffering: bool) {
+        let big = self.is_big();
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        let (rtt, drift) = (Some(rtt_ms), Some(drift_ms));
+        let changed = if big {
+            m.buffering != buffering
+                || band(m.rtt_ms, &RTT_BANDS_MS) != band(rtt, &RTT_BANDS_MS)
+                || band(m.drift_ms, &DRIFT_BANDS_MS) != band(drift, &DRIFT_BANDS_MS)
+        } else {
+            m.buffering != buffering || m.rtt_ms != rtt || m.drift_ms != drift
+        };
+        m.rtt_ms = rtt;
+        m.drift_ms = drift;
+        m.buffering = buffering;
+        if changed {
+            self.dirty.insert(id.clone(), ());
+        }
+    }
+
+    fn may_control(&self, id: &ParticipantId) -> Result<(), RoomError> {
+        if !self.members.contains_key(id) {
+            return Err(RoomError::NotMember);
+        }
+        if self.control == ControlMode::Everyone || self.host.as_ref() == Some(id) {
+            Ok(())
+        } else {
+            Err(RoomError::NotHost)
+        }
+    }
+
+    fn require_host(&self, id: &ParticipantId) -> Result<(), RoomError> {
+        if !self.members.contains_key(id) {
+            return Err(RoomError::NotMember);
+        }
+        if self.host.as_ref() == Some(id) {
+            Ok(())
+        } else {
+            Err(RoomError::NotHost)
+        }
+    }
+
+    /// The lead for a scheduled start: covers the slowest connected member's round trip.
+    pub fn start_lead_ms(&self) -> f64 {
+        let slowest = self
+            .members
+            .values()
+            .filter(|m| m.link.is_some())
+            .filter_map(|m| m.rtt_ms)
+            .fold(0.0, f64::max);
+        start_lead_ms(slowest)
+    }
+
+    /// Applies a playback control from `id`.
+    pub fn control(
+        &mut self,
+        id: &ParticipantId,
+        control: Control,
+        now: ServerMs,
+    ) -> Result<Vec<Effect>, RoomError> {
+        self.may_control(id)?;
+        let start_at = now + self.start_lead_ms();
+        match control {
+            Control::Play(position) => self.clock.play(now, start_at, position),
+            Control::Pause(position) => self.clock.pause(now, position),
+            Control::Seek(position) => self.clock.seek(now, start_at, position),
+            Control::Rate(rate) => self.clock.set_rate(now, rate),
+            Control::Load(video) => self.clock.load(now, video),
+        }
+        Ok(vec![Effect::all(ServerMessage::Playback {
+            playback: self.clock.snapshot(),
+            by: Some(id.clone()),
+        })])
+    }
+
+    /// Accepts a chat message from `id`.
+    pub fn chat(
+        &mut self,
+        id: &ParticipantId,
+        text: &str,
+        now: ServerMs,
+    ) -> Result<Vec<Effect>, RoomError> {
+        let m = self.members.get_mut(id).ok_or(RoomError::NotMember)?;
+        let text = clean_chat(text).map_err(RoomError::InvalidChat)?;
+        if !m.chat_bucket.try_take(now) {
+            return Err(RoomError::ChatRateLimited);
+        }
+        let from = ParticipantRef {
+            id: id.clone(),
+            name: m.name.clone(),
+        };
+        let message = self.chat.push(ChatMessage {
+            id: 0,
+            from,
+            text,
+            at: now,
+        });
+        Ok(vec![Effect::all(ServerMessage::Chat { message })])
+    }
+
+    /// The host hands the role to a connected participant.
+    pub fn transfer_host(
+        &mut self,
+        id: &ParticipantId,
+        to: &ParticipantId,
+    ) -> Result<Vec<Effect>, RoomError> {
+        self.require_host(id)?;
+        if !self.members.get(to).is_some_and(|m| m.link.is_some()) {
+            return Err(RoomError::NoSuchParticipant(to.to_string()));
+        }
+        Ok(self.set_host(Some(to.clone())).into_iter().collect())
+    }
+
+    /// The host changes who may control playback.
+    pub fn set_control(
+        &mut self,
+        id: &ParticipantId,
+        control: ControlMode,
+    ) -> Result<Vec<Effect>, RoomError> {
+        self.require_host(id)?;
+        self.control = control;
+        Ok(vec![Effect::all(ServerMessage::Room { room: self.info() })])
+    }
+}
+
+/// A playback control, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Control {
+    /// Play from a position or the live one.
+    Play(Option<f64>),
+    /// Pause at a position or the live one.
+    Pause(Option<f64>),
+    /// Jump to a position.
+    Seek(f64),
+    /// Change rate.
+    Rate(f64),
+    /// Load a video.
+    Load(Video),
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Room = RoomState<u32>;
+
+    fn room(settings: RoomSettings) -> (Room, Secret) {
+        let token = Secret::generate();
+        let room = RoomState::new(
+            RoomId::new(),
+            "Movie night".into(),
+            ControlMode::Host,
+            None,
+            token.clone(),
+            settings,
+            0.0,
+        );
+        (room, token)
+    }
+
+    fn join(r: &mut Room, conn: u64, name: &str) -> ParticipantId {
+        r.join(conn, conn as u32, name, None, None, 0.0).unwrap().id
+    }
+
+    fn kinds(effects: &[Effect]) -> Vec<String> {
+        effects
+            .iter()
+            .map(|e| {
+                let v: serde_json::Value = serde_json::from_str(&e.message.encode()).unwrap();
+                v["type"].as_str().unwrap().to_owned()
+            })
+            .collect()
+    }
+
+    fn resume_token(r: &Room, id: &ParticipantId) -> String {
+        match r.welcome(id, 0.0).unwrap() {
+            ServerMessage::Welcome(w) => w.resume_token,
+            other => panic!("not a welcome: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn first_member_of_a_hostless_room_becomes_host() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = r.join(1, 1, " Ann ", None, None, 0.0).unwrap();
+        assert_eq!(kinds(&a.effects), ["host", "joined"]);
+        assert_eq!(r.host().unwrap().id, a.id);
+        assert_eq!(r.host().unwrap().name, "Ann");
+        let b = r.join(2, 2, "Bob", None, None, 0.0).unwrap();
+        assert_eq!(kinds(&b.effects), ["joined"]);
+        assert_eq!(b.effects[0].to, Audience::AllExcept(b.id.clone()));
+        assert_eq!(r.host().unwrap().id, a.id);
+    }
+
+    #[test]
+    fn host_token_claims_the_role_from_whoever_has_it() {
+        let (mut r, token) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let c = r
+            .join(2, 2, "Cat", Some(token.as_str()), None, 0.0)
+            .unwrap();
+        assert_eq!(r.host().unwrap().id, c.id);
+        assert_ne!(c.id, a);
+        assert_eq!(kinds(&c.effects), ["host", "joined"]);
+        let wrong = r.join(3, 3, "Eve", Some("guess"), None, 0.0).unwrap();
+        assert_eq!(r.host().unwrap().id, c.id);
+        assert_eq!(kinds(&wrong.effects), ["joined"]);
+    }
+
+    #[test]
+    fn bad_names_are_refused() {
+        let (mut r, _) = room(RoomSettings::default());
+        for bad in ["", "   ", "a\nb", &"x".repeat(33)] {
+            assert!(matches!(
+                r.join(1, 1, bad, None, None, 0.0),
+                Err(RoomError::InvalidName(_))
+            ));
+        }
+        assert!(r.is_empty());
+    }
+
+    #[test]
+    fn host_keeps_role_through_grace_then_longest_present_connected_member_takes_over() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        let c = join(&mut r, 3, "Cat");
+        r.disconnect(&b, 2, 0.0); // Bob is away too: he must not inherit
+        r.tick(1.0);
+        r.disconnect(&a, 1, 1000.0);
+        let effects = r.tick(5_000.0);
+        assert_eq!(r.host().unwrap().id, a, "role kept during grace");
+        assert_eq!(kinds(&effects), ["presence"]);
+        let effects = r.tick(11_000.0);
+        assert_eq!(kinds(&effects), ["left", "host", "left", "presence"]);
+        assert_eq!(r.host().unwrap().id, c);
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn resume_within_grace_keeps_identity_without_noise() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        let token = resume_token(&r, &b);
+        r.tick(0.0);
+        r.disconnect(&b, 2, 100.0);
+        let back = r.join(3, 3, "Bob", None, Some(&token), 5_000.0).unwrap();
+        assert_eq!(back.id, b);
+        assert!(back.resumed);
+        assert!(
+            back.effects.is_empty(),
+            "no joined/left noise: {:?}",
+            back.effects
+        );
+        // Presence announces the entry (connected again) but never a left.
+        let effects = r.tick(20_000.0);
+        assert_eq!(kinds(&effects), ["presence"]);
+        assert_eq!(r.len(), 2);
+        assert_eq!(r.host().unwrap().id, a);
+        // A late close of the old connection does not disconnect the resumed one.
+        r.disconnect(&b, 2, 20_000.0);
+        assert_eq!(r.link(&b), Some((3, &3)));
+    }
+
+    #[test]
+    fn resume_while_old_connection_is_still_open_replaces_it() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let token = resume_token(&r, &a);
+        let again = r.join(2, 2, "Ann", None, Some(&token), 0.0).unwrap();
+        assert_eq!(again.id, a);
+        assert_eq!(again.replaced, Some(1));
+        assert_eq!(r.len(), 1);
+    }
+
+    #[test]
+    fn room_full_refuses_newcomers_but_not_resumes() {
+        let (mut r, _) = room(RoomSettings {
+            max_members: 1,
+            ..RoomSettings::default()
+        });
+        let a = join(&mut r, 1, "Ann");
+        let token = resume_token(&r, &a);
+        assert_eq!(
+            r.join(2, 2, "Bob", None, None, 0.0).unwrap_err(),
+            RoomError::RoomFull(1)
+        );
+        r.disconnect(&a, 1, 0.0);
+        assert!(r.join(3, 3, "Ann", None, Some(&token), 0.0).is_ok());
+    }
+
+    #[test]
+    fn only_the_host_controls_unless_everyone_may() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        assert_eq!(
+            r.control(&b, Control::Play(None), 0.0).unwrap_err(),
+            RoomError::NotHost
+        );
+        assert_eq!(
+            r.set_control(&b, ControlMode::Everyone).unwrap_err(),
+            RoomError::NotHost
+        );
+        let fx = r.set_control(&a, ControlMode::Everyone).unwrap();
+        assert_eq!(kinds(&fx), ["room"]);
+        let fx = r.control(&b, Control::Seek(12.0), 0.0).unwrap();
+        assert_eq!(kinds(&fx), ["playback"]);
+        assert_eq!(r.playback().position, 12.0);
+        assert_eq!(r.playback().seq, 1);
+        // Even in "everyone" mode, host-only actions stay with the host.
+        assert_eq!(r.transfer_host(&b, &b).unwrap_err(), RoomError::NotHost);
+    }
+
+    #[test]
+    fn play_is_scheduled_ahead_by_the_slowest_members_rtt() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        r.status(&a, 20.0, 0.0, false);
+        r.status(&b, 300.0, 0.0, false);
+        r.control(&a, Control::Play(Some(0.0)), 10_000.0).unwrap();
+        let p = r.playback();
+        assert!(!p.paused);
+        assert_eq!(
+            p.anchor,
+            10_000.0 + 300.0 + crate::room::playback::START_MARGIN_MS
+        );
+        // A disconnected member's stale rtt no longer delays everyone.
+        r.disconnect(&b, 2, 10_000.0);
+        assert_eq!(r.start_lead_ms(), 20.0_f64.max(0.0) + 80.0);
+    }
+
+    #[test]
+    fn transfer_host_requires_a_connected_target() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        let ghost = ParticipantId::from("nobody");
+        assert!(matches!(
+            r.transfer_host(&a, &ghost),
+            Err(RoomError::NoSuchParticipant(_))
+        ));
+        let fx = r.transfer_host(&a, &b).unwrap();
+        assert_eq!(kinds(&fx), ["host"]);
+        assert_eq!(r.host().unwrap().id, b);
+        // Both entries changed (is_host), so the next presence carries both.
+        match &r.tick(0.0).last().unwrap().message {
+            ServerMessage::Presence { participants, .. } => assert_eq!(participants.len(), 2),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn chat_is_validated_rate_limited_and_logged() {
+        let (mut r, _) = room(RoomSettings {
+            chat_history: 2,
+            chat_burst: 3,
+            ..RoomSettings::default()
+        });
+        let a = join(&mut r, 1, "Ann");
+        assert!(matches!(
+            r.chat(&a, "  ", 0.0),
+            Err(RoomError::InvalidChat(_))
+        ));
+        for i in 0..3 {
+            assert_eq!(kinds(&r.chat(&a, &format!("m{i}"), 0.0).unwrap()), ["chat"]);
+        }
+        assert_eq!(
+            r.chat(&a, "flood", 0.0).unwrap_err(),
+            RoomError::ChatRateLimited
+        );
+        assert!(r.chat(&a, "later", 1000.0).is_ok());
+        let texts: Vec<_> = r.chat.recent().map(|m| m.text.clone()).collect();
+        assert_eq!(texts, ["m2", "later"]);
+    }
+
+    #[test]
+    fn small_room_presence_carries_only_changed_entries() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        r.tick(0.0);
+        assert!(r.tick(1.0).is_empty(), "nothing changed, nothing sent");
+        r.status(&b, 10.0, 1.0, false);
+        r.status(&b, 10.0, 2.0, false);
+        let fx = r.tick(2.0);
+        match &fx[0].message {
+            ServerMessage::Presence {
+                participants,
+                left,
+                count,
+                host_id,
+            } => {
+                assert_eq!(participants.len(), 1);
+                assert_eq!(participants[0].id, b);
+                assert_eq!(participants[0].drift_ms, Some(2.0));
+                assert!(left.is_empty());
+                assert_eq!(*count, 2);
+                assert_eq!(host_id.as_ref(), Some(&a));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn big_room_batches_membership_and_drops_insignificant_status() {
+        let (mut r, _) = room(RoomSettings {
+            presence_threshold: 3,
+            ..RoomSettings::default()
+        });
+        let ids: Vec<_> = (0..3).map(|i| join(&mut r, i, "m")).collect();
+        r.tick(0.0);
+        // The fourth member makes the room big: no per-join broadcast.
+        let d = r.join(9, 9, "Dan", None, None, 0.0).unwrap();
+        assert!(d.effects.is_empty(), "{:?}", d.effects);
+        r.status(&ids[1], 10.0, 5.0, false);
+        r.tick(1.0);
+        r.status(&ids[1], 12.0, 8.0, false); // same bands: not news
+        assert!(r.tick(2.0).is_empty());
+        r.status(&ids[1], 12.0, 400.0, false); // drift band changed
+        r.status(&ids[2], 12.0, 0.0, true); // buffering flipped
+        let fx = r.tick(3.0);
+        match &fx[0].message {
+            ServerMessage::Presence { participants, .. } => assert_eq!(participants.len(), 2),
+            other => panic!("{other:?}"),
+        }
+        // Leaving is batched too.
+        let (_, fx) = r.evict(&ids[2], 2);
+        assert!(kinds(&fx).is_empty());
+        match &r.tick(4.0)[0].message {
+            ServerMessage::Presence { left, count, .. } => {
+                assert_eq!(left, &vec![ids[2].clone()]);
+                assert_eq!(*count, 3);
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn big_room_presence_size_is_bounded_and_drains_over_ticks() {
+        let (mut r, _) = room(RoomSettings {
+            presence_threshold: 1,
+            ..RoomSettings::default()
+        });
+        join(&mut r, 0, "first");
+        r.tick(0.0);
+        for i in 1..=30 {
+            join(&mut r, i, "m");
+        }
+        let mut seen = 0;
+        let mut ticks = 0;
+        loop {
+            let fx = r.tick(ticks as f64);
+            let Some(Effect {
+                message: ServerMessage::Presence { participants, .. },
+                ..
+            }) = fx.last()
+            else {
+                break;
+            };
+            assert!(participants.len() <= BIG_ROOM_MAX_ENTRIES);
+            seen += participants.len();
+            ticks += 1;
+        }
+        assert_eq!(seen, 30);
+        assert_eq!(ticks, 3);
+    }
+
+    #[test]
+    fn eviction_is_immediate_and_hands_over_host() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        let (stale, fx) = r.evict(&a, 99);
+        assert!(
+            stale.is_none() && fx.is_empty(),
+            "wrong connection id is ignored"
+        );
+        let (link, fx) = r.evict(&a, 1);
+        assert_eq!(link, Some(1));
+        assert_eq!(kinds(&fx), ["left", "host"]);
+        assert_eq!(r.host().unwrap().id, b);
+    }
+
+    #[test]
+    fn welcome_carries_live_clock_members_and_chat() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        r.chat(&a, "hello", 5.0).unwrap();
+        r.control(&a, Control::Play(Some(3.0)), 0.0).unwrap();
+        let b = join(&mut r, 2, "Bob");
+        let v: serde_json::Value =
+            serde_json::from_str(&r.welcome(&b, 7.0).unwrap().encode()).unwrap();
+        assert_eq!(v["type"], "welcome");
+        assert_eq!(v["you"]["name"], "Bob");
+        assert_eq!(v["host_id"], a.as_str());
+        assert_eq!(v["participants"].as_array().unwrap().len(), 2);
+        assert_eq!(v["participants"][0]["is_host"], true);
+        assert_eq!(v["chat"][0]["text"], "hello");
+        assert_eq!(v["playback"]["paused"], false);
+        assert_eq!(v["server_time"], 7.0);
+        assert_eq!(v["resume_token"].as_str().unwrap().len(), 64);
+    }
+}

@@ -1,0 +1,102 @@
+//! The WebSocket transport: the upgrade handler and the per-connection session actor.
+//!
+//! This is the only module that knows about actix-web-actors; rooms see sessions only as a
+//! `Recipient<ToSession>`, so the transport could be replaced without touching room logic.
+
+mod session;
+
+use std::sync::Arc;
+
+use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web_actors::ws;
+
+use crate::app::AppState;
+use crate::error::ApiError;
+use crate::http::client_ip;
+use crate::ids::RoomId;
+
+pub use session::SessionSettings;
+use session::WsSession;
+
+/// `GET /api/rooms/{room_id}/ws`: checks origin, room and per-IP limits, then upgrades.
+pub async fn connect(
+    req: HttpRequest,
+    stream: web::Payload,
+    path: web::Path<String>,
+    state: web::Data<AppState>,
+) -> Result<HttpResponse, ApiError> {
+    if state.is_shutting_down() {
+        return Err(ApiError::ShuttingDown);
+    }
+    check_origin(&req, &state.config.allowed_origins)?;
+    let raw = path.into_inner();
+    let room_id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
+    let room = state
+        .rooms
+        .get(&room_id)
+        .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
+    let ip = client_ip(&req, state.config.trust_proxy);
+    if !state.connect_rate.allow(ip, crate::clock::now_ms()) {
+        state
+            .metrics
+            .rejected
+            .with_label_values(&["connect_rate"])
+            .inc();
+        return Err(ApiError::RateLimited(format!(
+            "too many connections from {ip}; try again in a minute"
+        )));
+    }
+    let slot = state.sessions_per_ip.acquire(ip).ok_or_else(|| {
+        state
+            .metrics
+            .rejected
+            .with_label_values(&["sessions_per_ip"])
+            .inc();
+        ApiError::RateLimited(format!(
+            "{ip} already has {} open sessions",
+            state.config.max_sessions_per_ip
+        ))
+    })?;
+    let session = WsSession::new(
+        room,
+        room_id,
+        SessionSettings::from_config(&state.config),
+        Arc::clone(&state.metrics),
+        slot,
+    );
+    ws::WsResponseBuilder::new(session, &req, stream)
+        .frame_size(state.config.max_frame_bytes)
+        .start()
+        .map_err(|e| ApiError::BadRequest(format!("WebSocket handshake failed: {e}")))
+}
+
+/// Refuses cross-origin upgrades unless the origin is allowed.
+///
+/// Browsers always send `Origin` on WebSocket upgrades; other clients (bots, the bench) may
+/// omit it and are not subject to this check, which only stops other sites' pages from
+/// using a visitor's browser against this server.
+fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
+    let Some(origin) = req.headers().get("origin") else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    if allowed
+        .iter()
+        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
+    {
+        return Ok(());
+    }
+    let host = req
+        .headers()
+        .get("host")
+        .and_then(|h| h.to_str().ok())
+        .unwrap_or_default();
+    let same_origin = origin
+        .split_once("://")
+        .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
+    if same_origin {
+        Ok(())
+    } else {
+        Err(ApiError::OriginNotAllowed(origin.to_owned()))
+    }
+}

@@ -1,0 +1,395 @@
+//! `WsSession`: one WebSocket connection.
+//!
+//! The session decodes frames, answers `ping` with server timestamps itself (so clock sync
+//! never waits behind room work), enforces the per-session rate limit, forwards everything
+//! else to its room, and writes whatever the room sends back. It runs the WebSocket heartbeat
+//! and the join deadline. It holds no room rules.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use actix::prelude::*;
+use actix_web_actors::ws::{self, CloseReason, ProtocolError};
+
+use crate::clock;
+use crate::config::Config;
+use crate::error::RoomError;
+use crate::ids::{ParticipantId, RoomId};
+use crate::limits::per_ip::SessionSlot;
+use crate::limits::TokenBucket;
+use crate::metrics::Metrics;
+use crate::protocol::{decode, ClientMessage, CloseCode, ErrorCode, ServerMessage};
+use crate::room::actor::{
+    Disconnect, FromMember, Join, Liveness, MemberRequest, RoomActor, SessionLink, ToSession,
+};
+use crate::room::state::{ConnId, Control};
+
+/// Rate-limited messages within one window after which the connection is closed (1008).
+const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+
+/// Session timing and limits, from the configuration.
+#[derive(Clone, Debug)]
+pub struct SessionSettings {
+    /// Interval of server pings.
+    pub heartbeat_interval: Duration,
+    /// Silence after which the connection is closed.
+    pub client_timeout: Duration,
+    /// Time allowed before `join`.
+    pub join_timeout: Duration,
+    /// Bounded mailbox size: frames queued before the room deems this session stalled.
+    pub outbox_frames: usize,
+    /// Sustained messages per second.
+    pub msg_rate: f64,
+    /// Burst of messages.
+    pub msg_burst: u32,
+}
+
+impl SessionSettings {
+    /// Settings from the server configuration.
+    pub fn from_config(c: &Config) -> Self {
+        SessionSettings {
+            heartbeat_interval: c.heartbeat_interval,
+            client_timeout: c.client_timeout,
+            join_timeout: c.join_timeout,
+            outbox_frames: c.outbox_frames,
+            msg_rate: c.msg_rate,
+            msg_burst: c.msg_burst,
+        }
+    }
+}
+
+/// Where the session is in its life.
+#[derive(Debug, Clone, PartialEq)]
+enum Membership {
+    /// Connected, no `join` yet.
+    Anonymous,
+    /// `join` sent to the room, waiting for its answer.
+    Joining,
+    /// A participant.
+    Joined(ParticipantId),
+}
+
+/// One WebSocket connection.
+pub struct WsSession {
+    /// Unique id of this connection.
+    conn: ConnId,
+    /// The room this connection belongs to.
+    room: Addr<RoomActor>,
+    /// The room's id, for logs.
+    room_id: RoomId,
+    /// Whether (and as whom) the client has joined.
+    membership: Membership,
+    /// Last sign of life, shared with the room (which watches it when this actor is stuck).
+    liveness: Arc<Liveness>,
+    /// Last sign of life, for the session's own heartbeat.
+    last_heard: Instant,
+    /// Per-session message budget.
+    bucket: TokenBucket,
+    /// Start of the current abuse window and rate-limited messages in it.
+    abuse: (Instant, u32),
+    /// Timing and limits.
+    settings: SessionSettings,
+    /// Server metrics.
+    metrics: Arc<Metrics>,
+    /// Whether the room should forget the participant at once (timed out) rather than wait
+    /// out a grace period.
+    gone: bool,
+    /// This connection's place in the per-IP session count, released when the session drops.
+    _slot: SessionSlot,
+}
+
+impl WsSession {
+    /// A session for a connection to `room`.
+    pub fn new(
+        room: Addr<RoomActor>,
+        room_id: RoomId,
+        settings: SessionSettings,
+        metrics: Arc<Metrics>,
+        slot: SessionSlot,
+    ) -> Self {
+        static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
+        let now = clock::now_ms();
+        let liveness = Arc::new(Liveness::default());
+        liveness.heard(now);
+        WsSession {
+            conn: NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            room,
+            room_id,
+            membership: Membership::Anonymous,
+            liveness,
+            last_heard: Instant::now(),
+            bucket: TokenBucket::new(settings.msg_burst, settings.msg_rate, now),
+            abuse: (Instant::now(), 0),
+            settings,
+            metrics,
+            gone: false,
+            _slot: slot,
+        }
+    }
+
+    fn heard(&mut self, now: f64) {
+        self.last_heard = Instant::now();
+        self.liveness.heard(now);
+    }
+
+    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMessage) {
+        ctx.text(msg.encode());
+    }
+
+    fn send_error(&self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, text: String) {
+        self.metrics.errors_sent.inc();
+        self.send(ctx, &ServerMessage::error(code, text));
+    }
+
+    fn close(ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
+        ctx.close(Some(CloseReason {
+            code: code.code().into(),
+            description: Some(reason.to_owned()),
+        }));
+        ctx.stop();
+    }
+
+    /// Counts a rate-limited message; true when the client has been abusive long enough to
+    /// be disconnected.
+    fn strike(&mut self) -> bool {
+        let (start, count) = &mut self.abuse;
+        if start.elapsed() > ABUSE_WINDOW {
+            *start = Instant::now();
+            *count = 0;
+        }
+        *count += 1;
+        *count > self.settings.msg_burst.max(10)
+    }
+
+    fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
+        let received = Instant::now();
+        let t1 = clock::now_ms();
+        self.heard(t1);
+        if !self.bucket.try_take(t1) {
+            self.metrics
+                .rejected
+                .with_label_values(&["message_rate"])
+                .inc();
+            if self.strike() {
+                tracing::info!(room = %self.room_id, conn = self.conn, "closing abusive connection");
+                Self::close(
+                    ctx,
+                    CloseCode::Policy,
+                    "message rate limit exceeded repeatedly",
+                );
+            } else {
+                self.send_error(
+                    ctx,
+                    ErrorCode::RateLimited,
+                    format!(
+                        "too many messages: at most {} per second (bursts of {})",
+                        self.settings.msg_rate, self.settings.msg_burst
+                    ),
+                );
+            }
+            return;
+        }
+        let msg = match decode(text) {
+            Ok(msg) => msg,
+            Err(err) => {
+                self.metrics
+                    .messages_in
+                    .with_label_values(&["invalid"])
+                    .inc();
+                self.send_error(ctx, err.code(), err.to_string());
+                return;
+            }
+        };
+        self.metrics
+            .messages_in
+            .with_label_values(&[msg.kind()])
+            .inc();
+        let request = match msg {
+            ClientMessage::Ping { t0 } => {
+                let pong = ServerMessage::Pong {
+                    t0,
+                    t1,
+                    t2: clock::now_ms(),
+                };
+                self.send(ctx, &pong);
+                return;
+            }
+            ClientMessage::Join {
+                name,
+                host_token,
+                resume_token,
+            } => {
+                self.join(name, host_token, resume_token, ctx);
+                return;
+            }
+            ClientMessage::Play { position } => MemberRequest::Control(Control::Play(position)),
+            ClientMessage::Pause { position } => MemberRequest::Control(Control::Pause(position)),
+            ClientMessage::Seek { position } => MemberRequest::Control(Control::Seek(position)),
+            ClientMessage::Rate { rate } => MemberRequest::Control(Control::Rate(rate)),
+            ClientMessage::Load { video } => MemberRequest::Control(Control::Load(video)),
+            ClientMessage::Chat { text } => MemberRequest::Chat(text),
+            ClientMessage::TransferHost { to } => MemberRequest::TransferHost(to),
+            ClientMessage::SetControl { control } => MemberRequest::SetControl(control),
+            ClientMessage::Status {
+                rtt_ms,
+                drift_ms,
+                buffering,
+            } => MemberRequest::Status {
+                rtt_ms,
+                drift_ms,
+                buffering,
+            },
+        };
+        match &self.membership {
+            Membership::Joined(id) => self.room.do_send(FromMember {
+                id: id.clone(),
+                conn: self.conn,
+                request,
+                received,
+            }),
+            _ => self.send_error(
+                ctx,
+                ErrorCode::NotJoined,
+                "send join first: {\"type\":\"join\",\"name\":\"...\"}".into(),
+            ),
+        }
+    }
+
+    fn join(
+        &mut self,
+        name: String,
+        host_token: Option<String>,
+        resume_token: Option<String>,
+        ctx: &mut ws::WebsocketContext<Self>,
+    ) {
+        if self.membership != Membership::Anonymous {
+            self.send_error(
+                ctx,
+                ErrorCode::AlreadyJoined,
+                "this connection already joined".into(),
+            );
+            return;
+        }
+        self.membership = Membership::Joining;
+        let join = Join {
+            conn: self.conn,
+            link: SessionLink {
+                recipient: ctx.address().recipient(),
+                liveness: Arc::clone(&self.liveness),
+            },
+            name,
+            host_token,
+            resume_token,
+        };
+        // `wait` holds back the session's other events until the room answers, so nothing
+        // the client sends after `join` overtakes it.
+        self.room
+            .send(join)
+            .into_actor(self)
+            .map(|result, session, ctx| match result {
+                Ok(Ok(id)) => {
+                    tracing::debug!(room = %session.room_id, participant = %id, "joined");
+                    session.membership = Membership::Joined(id);
+                }
+                Ok(Err(err)) => {
+                    session.membership = Membership::Anonymous;
+                    let full = matches!(err, RoomError::RoomFull(_));
+                    session.send_error(ctx, err.code(), err.to_string());
+                    if full {
+                        Self::close(ctx, CloseCode::Policy, "room is full");
+                    }
+                }
+                Err(_) => {
+                    session.send_error(ctx, ErrorCode::RoomNotFound, "the room was closed".into());
+                    Self::close(ctx, CloseCode::RoomClosed, "room closed");
+                }
+            })
+            .wait(ctx);
+    }
+}
+
+impl Actor for WsSession {
+    type Context = ws::WebsocketContext<Self>;
+
+    fn started(&mut self, ctx: &mut Self::Context) {
+        self.metrics.sessions.inc();
+        ctx.set_mailbox_capacity(self.settings.outbox_frames);
+        ctx.run_interval(self.settings.heartbeat_interval, |session, ctx| {
+            if session.last_heard.elapsed() > session.settings.client_timeout {
+                tracing::debug!(room = %session.room_id, conn = session.conn, "heartbeat timeout");
+                session.gone = true;
+                Self::close(ctx, CloseCode::Timeout, "no sign of life");
+            } else {
+                ctx.ping(b"");
+            }
+        });
+        ctx.run_later(self.settings.join_timeout, |session, ctx| {
+            if !matches!(session.membership, Membership::Joined(_)) {
+                Self::close(ctx, CloseCode::Policy, "no join within the time limit");
+            }
+        });
+    }
+
+    fn stopped(&mut self, _ctx: &mut Self::Context) {
+        self.metrics.sessions.dec();
+        if let Membership::Joined(id) = &self.membership {
+            self.room.do_send(Disconnect {
+                id: id.clone(),
+                conn: self.conn,
+                gone: self.gone,
+            });
+        }
+    }
+}
+
+impl Handler<ToSession> for WsSession {
+    type Result = ();
+
+    fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
+        match msg {
+            ToSession::Frame(frame) => ctx.text(frame),
+            ToSession::Close(code, reason) => {
+                // The room has already let go of this participant.
+                self.membership = Membership::Anonymous;
+                Self::close(ctx, code, reason);
+            }
+        }
+    }
+}
+
+impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
+    fn handle(&mut self, item: Result<ws::Message, ProtocolError>, ctx: &mut Self::Context) {
+        match item {
+            Ok(ws::Message::Text(text)) => self.on_text(&text, ctx),
+            Ok(ws::Message::Ping(payload)) => {
+                self.heard(clock::now_ms());
+                ctx.pong(&payload);
+            }
+            Ok(ws::Message::Pong(_)) => self.heard(clock::now_ms()),
+            Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
+                self.heard(clock::now_ms());
+                self.send_error(
+                    ctx,
+                    ErrorCode::BinaryUnsupported,
+                    "only unfragmented text frames carry the protocol".into(),
+                );
+            }
+            Ok(ws::Message::Close(reason)) => {
+                ctx.close(reason);
+                ctx.stop();
+            }
+            Ok(ws::Message::Nop) => {}
+            Err(ProtocolError::Overflow) => {
+                self.metrics
+                    .rejected
+                    .with_label_values(&["frame_size"])
+                    .inc();
+                Self::close(ctx, CloseCode::TooBig, "frame too big");
+            }
+            Err(err) => {
+                tracing::debug!(room = %self.room_id, conn = self.conn, error = %err, "protocol error");
+                Self::close(ctx, CloseCode::Policy, "WebSocket protocol error");
+            }
+        }
+    }
+}
