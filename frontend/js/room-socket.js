@@ -16,7 +16,7 @@ export class RoomSocket {
    * @param {Function} [options.WebSocketImpl]
    * @param {Function} [options.setTimer] [options.clearTimer] [options.random]
    */
-  constructor({ url, joinMessage, onMessage, onState, WebSocketImpl = globalThis.WebSocket, setTimer = setTimeout, clearTimer = clearTimeout, random = Math.random }) {
+  constructor({ url, joinMessage, onMessage, onState, WebSocketImpl = globalThis.WebSocket, setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), random = Math.random }) {
     Object.assign(this, { url, joinMessage, onMessage, onState, WebSocketImpl, setTimer, clearTimer, random });
     this.ws = null;
     this.attempt = 0;

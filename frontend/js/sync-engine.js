@@ -24,7 +24,7 @@ export class SyncEngine {
    * @param {Function} [deps.clearTimer]                 clearTimeout-like
    * @param {(engine: SyncEngine) => void} [deps.onChange] called when visible state changes
    */
-  constructor({ send, createPlayer, now = () => performance.now(), setTimer = setTimeout, clearTimer = clearTimeout, onChange = () => {} }) {
+  constructor({ send, createPlayer, now = () => performance.now(), setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), onChange = () => {} }) {
     this.send = send;
     this.createPlayer = createPlayer;
     this.now = now;
