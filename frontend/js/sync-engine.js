@@ -13,6 +13,16 @@ export const TICK_MS = 250;
 export const STATUS_INTERVAL_MS = 1000;
 /** Paused or waiting players are moved when they sit further than this from the target. */
 export const PAUSED_TOLERANCE_MS = 40;
+/**
+ * Time from play() until the media position starts moving. Chromium's <video> takes about
+ * 80-100 ms here; each start measures the miss and adjusts this per player.
+ */
+export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
+export const MAX_START_LEAD_MS = 500;
+/** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
+export const START_LEAD_LEARNING = 0.6;
+/** A start is judged (and corrected) only after this long, once the media moves steadily. */
+export const START_SETTLE_MS = 300;
 
 export class SyncEngine {
   /**
@@ -41,6 +51,8 @@ export class SyncEngine {
     this.autoplayBlocked = false;
     this.lastDriftMs = null;
     this.lastError = null;
+    this.startLeadMs = INITIAL_START_LEAD_MS.fine;
+    this.startCheck = null; // {at}: when to measure how well the last start hit the clock
     this.connected = false;
     this.pingsSent = 0;
     this.timers = { ping: null, status: null, tick: null, start: null };
@@ -129,10 +141,14 @@ export class SyncEngine {
       return;
     }
     const untilStart = playback.anchor - serverMs;
-    if (untilStart > 0) {
-      // Scheduled start: stand ready at the start position and start exactly at the anchor.
+    const lead = this.startLeadMs / playback.rate;
+    // (Within a millisecond of the play moment counts as there: timers are not finer.)
+    if (untilStart - lead > 1) {
+      // Scheduled start: stand ready at the start position, and call play() early by the
+      // time this player needs to get moving, so the media starts moving at the anchor.
       this.holdAt(playback.position, playback.rate, (actual - playback.position) * 1000);
-      const delay = untilStart < TICK_MS * 1.5 ? untilStart : untilStart - TICK_MS;
+      const untilPlay = untilStart - lead;
+      const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
       this.restartTimer('start', delay, () => this.tick());
       return;
     }
@@ -148,6 +164,11 @@ export class SyncEngine {
       return;
     }
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
+    if (this.startCheck !== null) {
+      // Leave a fresh start alone until it has settled, then learn how late (or early) it was.
+      if (this.now() < this.startCheck.at) return;
+      this.learnStartLead(driftMs);
+    }
     const decision = this.controller.update(driftMs, playback.rate, this.now());
     this.lastDriftMs = decision.driftMs;
     if (decision.action === 'seek') {
@@ -158,6 +179,7 @@ export class SyncEngine {
   }
 
   holdAt(position, rate, driftMs) {
+    this.startCheck = null;
     if (!this.player.paused()) this.player.pause();
     this.player.setRate(rate);
     this.controller.reset();
@@ -166,14 +188,26 @@ export class SyncEngine {
 
   startPlaying(expected, rate, driftMs) {
     if (this.autoplayBlocked) return;
-    if (Math.abs(driftMs) > this.controller.tuning.seekThresholdMs / 2) {
+    const lead = this.startLeadMs;
+    // After play() the media stands still for about `lead` ms, so stand that far ahead.
+    if (Math.abs(driftMs - lead) > this.controller.tuning.seekThresholdMs / 2) {
       // Far off (e.g. joining mid-video): seek first; the next tick starts playback.
-      this.seekTo(() => this.expectedPosition() + this.controller.seekLatencyMs / 1000 * rate);
+      this.seekTo(() => this.expectedPosition() + ((this.controller.seekLatencyMs + lead) / 1000) * rate);
       return;
     }
     this.player.setRate(rate);
     this.controller.reset();
-    this.runPlay();
+    this.runPlay().then(() => {
+      if (!this.player.paused()) this.startCheck = { at: this.now() + START_SETTLE_MS };
+    });
+  }
+
+  /** Adjusts the start lead by what the last start missed (drift < 0: started late). */
+  learnStartLead(driftMs) {
+    this.startCheck = null;
+    if (!Number.isFinite(driftMs) || Math.abs(driftMs) > MAX_START_LEAD_MS) return;
+    const next = this.startLeadMs - driftMs * START_LEAD_LEARNING;
+    this.startLeadMs = Math.min(MAX_START_LEAD_MS, Math.max(0, next));
   }
 
   /** Calls player.play(); returns its promise. Also used from a user gesture to lift an autoplay block. */
@@ -241,6 +275,7 @@ export class SyncEngine {
     this.playerReady = false;
     this.playerVideo = video;
     this.busy = false;
+    this.startCheck = null;
     this.controller.reset();
     if (!video) {
       this.onChange(this);
@@ -249,7 +284,12 @@ export class SyncEngine {
     const player = this.createPlayer(video);
     if (!player) return;
     this.player = player;
-    this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
+    const kindChanged = !this.controller || this.controller.tuning.fineRate !== player.fineRate;
+    if (kindChanged) {
+      // Learned latencies carry over between videos of the same kind of player.
+      this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
+      this.startLeadMs = player.fineRate ? INITIAL_START_LEAD_MS.fine : INITIAL_START_LEAD_MS.coarse;
+    }
     this.onChange(this);
     Promise.resolve(player.load(video)).then(
       () => {

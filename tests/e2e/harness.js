@@ -115,7 +115,7 @@ function installSampler() {
           const hook = window.__wt;
           const position = hook ? hook.position() : null;
           const state = hook ? hook.state() : null;
-          samples.push([origin + realNow(), position, state && state.playback ? state.playback.seq : -1]);
+          samples.push([origin + realNow(), position, state && state.playback ? state.playback.seq : -1, hook ? hook.serverNow() : null, state ? state.driftMs : null]);
         }, intervalMs);
       },
       stop() {
@@ -205,17 +205,35 @@ export async function waitPlayingNear(page, { seq, toleranceMs = 150 } = {}) {
  */
 export async function startDelayProxy(targetPort, { delayMs = 40, jitterMs = 20, random = Math.random } = {}) {
   const sockets = new Set();
+  // One FIFO queue and one timer per direction: separate timers per chunk could fire
+  // out of order (timer resolution is 1 ms), which would corrupt the byte stream.
   const pipeDelayed = (from, to) => {
-    let lastDue = 0;
-    from.on('data', (chunk) => {
-      const due = Math.max(lastDue, Date.now() + delayMs + (random() * 2 - 1) * jitterMs);
-      lastDue = due;
-      setTimeout(() => {
+    const queue = [];
+    let timer = null;
+    let ended = false;
+    const drain = () => {
+      timer = null;
+      const now = Date.now();
+      while (queue.length && queue[0].due <= now) {
+        const { chunk } = queue.shift();
         if (!to.destroyed) to.write(chunk);
-      }, due - Date.now());
+      }
+      if (queue.length) timer = setTimeout(drain, queue[0].due - now);
+      else if (ended && !to.destroyed) to.end();
+    };
+    from.on('data', (chunk) => {
+      const last = queue.length ? queue[queue.length - 1].due : 0;
+      queue.push({ chunk, due: Math.max(last, Date.now() + delayMs + (random() * 2 - 1) * jitterMs) });
+      if (timer === null) timer = setTimeout(drain, queue[0].due - Date.now());
     });
-    from.on('end', () => setTimeout(() => to.end(), Math.max(0, lastDue - Date.now()) + 1));
+    from.on('end', () => {
+      ended = true;
+      if (timer === null) drain();
+    });
     from.on('error', () => to.destroy());
+    from.on('close', () => {
+      if (!ended) to.destroy();
+    });
   };
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
