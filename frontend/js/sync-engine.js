@@ -20,7 +20,7 @@ export const PAUSED_TOLERANCE_MS = 40;
 export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
 export const MAX_START_LEAD_MS = 500;
 /** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
-export const START_LEAD_LEARNING = 0.6;
+export const START_LEAD_LEARNING = 0.5;
 /** A start is judged (and corrected) only after this long, once the media moves steadily. */
 export const START_SETTLE_MS = 300;
 
@@ -51,6 +51,8 @@ export class SyncEngine {
     this.autoplayBlocked = false;
     this.lastDriftMs = null;
     this.lastError = null;
+    this.arrivalLeadMs = null;
+    this.lastStart = null;
     this.startLeadMs = INITIAL_START_LEAD_MS.fine;
     this.startCheck = null; // {at}: when to measure how well the last start hit the clock
     this.connected = false;
@@ -99,6 +101,9 @@ export class SyncEngine {
   onPlayback(playback, { fresh = false } = {}) {
     const result = this.model.apply(playback, { fresh });
     if (result === 'applied') {
+      // How long before its start time the update arrived (negative: after it). For diagnostics.
+      const serverMs = this.serverNow();
+      this.arrivalLeadMs = serverMs === null ? null : this.model.current.anchor - serverMs;
       this.controller.reset();
       this.tick();
       this.onChange(this);
@@ -197,17 +202,29 @@ export class SyncEngine {
     }
     this.player.setRate(rate);
     this.controller.reset();
+    const serverMs = this.serverNow();
+    // Diagnostics: when play() was called relative to the start time, and where the media stood.
+    this.lastStart = { beforeAnchorMs: this.model.current.anchor - serverMs, driftMs, leadMs: this.startLeadMs };
     this.runPlay().then(() => {
       if (!this.player.paused()) this.startCheck = { at: this.now() + START_SETTLE_MS };
     });
   }
 
-  /** Adjusts the start lead by what the last start missed (drift < 0: started late). */
-  learnStartLead(driftMs) {
+  /**
+   * Learns this player's start latency L from how the last start landed.
+   * play() was called `before` ms ahead of the anchor (negative: after it, the room
+   * already running) with the media `d0` ms off; it then stood still for L ms. Measured
+   * `missMs` after settling, the latency was L = max(0, before) + (d0 - miss) / rate:
+   * a late call (message arrived late, busy machine) is not held against the player.
+   */
+  learnStartLead(missMs) {
     this.startCheck = null;
-    if (!Number.isFinite(driftMs) || Math.abs(driftMs) > MAX_START_LEAD_MS) return;
-    const next = this.startLeadMs - driftMs * START_LEAD_LEARNING;
-    this.startLeadMs = Math.min(MAX_START_LEAD_MS, Math.max(0, next));
+    const start = this.lastStart;
+    if (!start || !Number.isFinite(missMs)) return;
+    const rate = this.model.current ? this.model.current.rate : 1;
+    const latency = Math.max(0, start.beforeAnchorMs) + (start.driftMs - missMs) / rate;
+    if (!Number.isFinite(latency) || latency < 0 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
+    this.startLeadMs += (latency - this.startLeadMs) * START_LEAD_LEARNING;
   }
 
   /** Calls player.play(); returns its promise. Also used from a user gesture to lift an autoplay block. */

@@ -132,6 +132,7 @@ test('three pages (shifted clock, delayed link) stay in sync after start and see
   await waitUntilReal(host, startReal + WINDOW_MS + 100);
   const startStats = analyse('after start', await stopSamplers(pages), started, offset, startReal);
   report(startStats, names);
+  if (process.env.WT_SYNC_TRACE) for (const page of pages) console.log('# start detail', JSON.stringify(await page.evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs }; })));
 
   // --- after a seek while playing ---
   for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });

@@ -4,7 +4,7 @@ import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from '../../fronte
 
 test('inside the dead band the room rate is kept', () => {
   const c = new CorrectionController(HTML5_TUNING);
-  for (const drift of [0, 10, -15, 19]) {
+  for (const drift of [0, 5, -8, 11]) {
     c.reset();
     const d = c.update(drift, 1.5, 0);
     assert.equal(d.action, 'rate');
@@ -13,13 +13,13 @@ test('inside the dead band the room rate is kept', () => {
 });
 
 test('small drift nudges the rate proportionally and in the right direction', () => {
-  const ahead = new CorrectionController(HTML5_TUNING).update(100, 1, 0);
-  const behind = new CorrectionController(HTML5_TUNING).update(-100, 1, 0);
-  const further = new CorrectionController(HTML5_TUNING).update(-150, 1, 0);
+  const ahead = new CorrectionController(HTML5_TUNING).update(50, 1, 0);
+  const behind = new CorrectionController(HTML5_TUNING).update(-50, 1, 0);
+  const further = new CorrectionController(HTML5_TUNING).update(-80, 1, 0);
   assert.ok(ahead.rate < 1, 'ahead slows down');
   assert.ok(behind.rate > 1, 'behind speeds up');
   assert.ok(further.rate > behind.rate, 'larger drift, larger nudge');
-  assert.ok(Math.abs(ahead.rate - 0.9525) < 1e-9, `100 ms → 4.75 % (got ${ahead.rate})`);
+  assert.ok(Math.abs(ahead.rate - (1 - 0.8 * 0.046)) < 1e-9, `50 ms → 3.68 % (got ${ahead.rate})`);
 });
 
 test('the nudge is bounded and scales with the room rate', () => {
