@@ -291,6 +291,42 @@ export async function createRoomViaLanding(browser, serverUrl, { name = 'Test ro
   return page;
 }
 
+/**
+ * Linear interpolation of a page's sampled position (s) at real time t, or null without
+ * samples close around t. `cursor` ({value}) makes a sweep over increasing t linear.
+ */
+export function interpolatePosition(samples, t, cursor = { value: 0 }) {
+  let i = cursor.value;
+  while (i + 1 < samples.length && samples[i + 1][0] <= t) i += 1;
+  cursor.value = i;
+  const a = samples[i];
+  const b = samples[i + 1];
+  if (!a || !b || a[0] > t || b[0] - a[0] > 200 || a[1] === null || b[1] === null) return null;
+  // A seek inside this interval is a jump, not motion: take the nearer sample.
+  if (Math.abs(b[1] - a[1]) > 1) return t - a[0] < b[0] - t ? a[1] : b[1];
+  return a[1] + ((b[1] - a[1]) * (t - a[0])) / (b[0] - a[0]);
+}
+
+/** Inter-page spreads (max - min position, ms) on a grid over [fromReal, toReal], sorted. */
+export function spreads(samplesByPage, fromReal, toReal, gridMs = 10) {
+  const cursors = samplesByPage.map(() => ({ value: 0 }));
+  const out = [];
+  for (let t = fromReal; t <= toReal; t += gridMs) {
+    const values = samplesByPage.map((samples, i) => interpolatePosition(samples, t, cursors[i]));
+    if (values.some((v) => v === null)) continue;
+    out.push((Math.max(...values) - Math.min(...values)) * 1000);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+export async function startSamplers(pages, everyMs = 15) {
+  await Promise.all(pages.map((page) => page.evaluate((every) => window.__sampler.start(every), everyMs)));
+}
+
+export async function stopSamplers(pages) {
+  return Promise.all(pages.map((page) => page.evaluate(() => window.__sampler.stop())));
+}
+
 /** Percentile of a sorted array (nearest rank). */
 export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;

@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createRoomViaLanding, launchBrowser, openRoomPage, percentile, startDelayProxy, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
+  createRoomViaLanding, interpolatePosition, startSamplers, stopSamplers, launchBrowser, openRoomPage, percentile, startDelayProxy, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
 } from './harness.js';
 
 const CLOCK_SHIFT_MS = -4_750; // this page believes it is almost five seconds earlier
@@ -20,19 +20,6 @@ const GRID_MS = 10;
 const MAX_P95_SPREAD_MS = 120;
 const MAX_P50_SPREAD_MS = 60;
 
-/** Linear interpolation of a page's position (s) at real time t, or null without close samples. */
-function positionAt(samples, t, fromIndex) {
-  let i = fromIndex.value;
-  while (i + 1 < samples.length && samples[i + 1][0] <= t) i += 1;
-  fromIndex.value = i;
-  const a = samples[i];
-  const b = samples[i + 1];
-  if (!a || !b || a[0] > t || b[0] - a[0] > 200 || a[1] === null || b[1] === null) return null;
-  // A seek inside this interval is a jump, not motion: take the nearer sample.
-  if (Math.abs(b[1] - a[1]) > 1) return t - a[0] < b[0] - t ? a[1] : b[1];
-  return a[1] + ((b[1] - a[1]) * (t - a[0])) / (b[0] - a[0]);
-}
-
 /**
  * Spread between pages (max - min position, ms) and each page's error from the room clock,
  * on a fine grid over [startReal, startReal + WINDOW_MS].
@@ -42,7 +29,7 @@ function analyse(label, samplesByPage, playback, serverMinusReal, startReal) {
   const errors = samplesByPage.map(() => []);
   const cursors = samplesByPage.map(() => ({ value: 0 }));
   for (let t = startReal; t <= startReal + WINDOW_MS; t += GRID_MS) {
-    const values = samplesByPage.map((samples, i) => positionAt(samples, t, cursors[i]));
+    const values = samplesByPage.map((samples, i) => interpolatePosition(samples, t, cursors[i]));
     if (values.some((v) => v === null)) continue;
     spreads.push((Math.max(...values) - Math.min(...values)) * 1000);
     const expected = playback.position + (Math.max(0, t + serverMinusReal - playback.anchor) / 1000) * playback.rate;
@@ -76,14 +63,6 @@ function report(stats, names) {
   const f = (x) => x.toFixed(1);
   console.log(`# sync ${stats.label}: inter-page spread over ${WINDOW_MS / 1000} s (${stats.points} points): p50 ${f(stats.p50)} ms, p95 ${f(stats.p95)} ms, max ${f(stats.max)} ms`);
   stats.perPage.forEach((p, i) => console.log(`#   ${names[i]}: error vs room clock mean ${f(p.meanError)} ms, p95 |error| ${f(p.p95Abs)} ms`));
-}
-
-async function startSamplers(pages) {
-  await Promise.all(pages.map((page) => page.evaluate((every) => window.__sampler.start(every), SAMPLE_EVERY_MS)));
-}
-
-async function stopSamplers(pages) {
-  return Promise.all(pages.map((page) => page.evaluate(() => window.__sampler.stop())));
 }
 
 /** Server ms minus real epoch ms, measured on an unshifted, directly connected page. */
@@ -124,7 +103,7 @@ test('three pages (shifted clock, delayed link) stay in sync after start and see
   const offset = await serverMinusReal(host);
 
   // --- after the start ---
-  await startSamplers(pages);
+  await startSamplers(pages, SAMPLE_EVERY_MS);
   await host.locator('#play-button').click();
   await waitState(host, (s) => !s.playback.paused);
   const started = (await stateOf(host)).playback;
@@ -136,7 +115,7 @@ test('three pages (shifted clock, delayed link) stay in sync after start and see
 
   // --- after a seek while playing ---
   for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
-  await startSamplers(pages);
+  await startSamplers(pages, SAMPLE_EVERY_MS);
   await host.locator('#seek-bar').fill('35');
   await waitState(host, (s, seq) => s.playback.seq > seq, started.seq);
   const sought = (await stateOf(host)).playback;
