@@ -75,7 +75,13 @@ export async function startServer(extraArgs = []) {
   };
 }
 
-export async function launchBrowser() {
+/**
+ * @param {object} [options]
+ * @param {string} [options.autoplayPolicy] Chromium's policy; the default lets media start
+ *   without a click (the tests are about sync). Pass 'document-user-activation-required' to
+ *   get a real browser's behaviour.
+ */
+export async function launchBrowser({ autoplayPolicy = 'no-user-gesture-required' } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -86,7 +92,7 @@ export async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required',
+      `--autoplay-policy=${autoplayPolicy}`,
       // Pages of one test play side by side; none of them may be throttled as "hidden".
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
@@ -138,10 +144,12 @@ function shiftClocks(shiftMs) {
  * Opens `url` in a fresh browser context (own storage: a different person),
  * answers the name prompt and waits until joined.
  */
-export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true } = {}) {
+export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true, rememberedName = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   await context.addInitScript(installSampler);
   if (clockShiftMs) await context.addInitScript(shiftClocks, clockShiftMs);
+  // A name remembered from an earlier visit: the page joins without any click.
+  if (rememberedName) await context.addInitScript((n) => localStorage.setItem('wt:name', n), rememberedName);
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
@@ -151,7 +159,10 @@ export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join 
   });
   page.problems = problems;
   await page.goto(url);
-  if (join) {
+  if (rememberedName) {
+    // Nothing is evaluated in the page here: Playwright's evaluate counts as a user
+    // gesture, which would lift the autoplay block some tests need to see.
+  } else if (join) {
     await page.locator('#name-input').fill(name);
     await page.locator('#name-submit').click();
     await waitJoined(page);
