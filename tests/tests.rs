@@ -6,3 +6,4 @@ mod membership;
 mod playback;
 mod protocol_errors;
 mod rest_api;
+mod slow_consumer;

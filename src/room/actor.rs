@@ -236,7 +236,7 @@ impl RoomActor {
                 let (link, more) = self.state.evict(&id, conn);
                 if let Some(link) = link {
                     tracing::info!(room = %self.state.info().id, participant = %id, "evicted a member that could not keep up");
-                    self.metrics.evictions.inc();
+                    self.metrics.evictions.with_label_values(&["slow"]).inc();
                     // Best effort: if its mailbox is full this is dropped, and the socket is
                     // reclaimed by the kernel's TCP_USER_TIMEOUT instead.
                     let _ = link.recipient.try_send(ToSession::Close(
@@ -279,7 +279,7 @@ impl RoomActor {
             let (link, more) = self.state.evict(&id, conn);
             if let Some(link) = link {
                 tracing::info!(room = %self.state.info().id, participant = %id, "evicted a silent member");
-                self.metrics.evictions.inc();
+                self.metrics.evictions.with_label_values(&["silent"]).inc();
                 let _ = link.recipient.try_send(ToSession::Close(
                     CloseCode::Evicted,
                     "evicted: no sign of life",
@@ -398,7 +398,10 @@ impl Handler<Disconnect> for RoomActor {
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         if msg.gone {
-            let (_, effects) = self.state.evict(&msg.id, msg.conn);
+            let (link, effects) = self.state.evict(&msg.id, msg.conn);
+            if link.is_some() {
+                self.metrics.evictions.with_label_values(&["timeout"]).inc();
+            }
             self.deliver(effects);
         } else {
             self.state.disconnect(&msg.id, msg.conn, clock::now_ms());
