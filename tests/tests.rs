@@ -2,8 +2,12 @@
 
 mod util;
 
+mod abuse_limits;
+mod fuzz_frames;
 mod membership;
+mod observability;
 mod playback;
 mod protocol_errors;
 mod rest_api;
+mod shutdown;
 mod slow_consumer;
