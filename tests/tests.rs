@@ -7,6 +7,7 @@ mod fuzz_frames;
 mod membership;
 mod observability;
 mod playback;
+mod presence;
 mod protocol_errors;
 mod rest_api;
 mod shutdown;
