@@ -4,6 +4,7 @@ mod util;
 
 mod abuse_limits;
 mod fuzz_frames;
+mod media_library;
 mod membership;
 mod observability;
 mod playback;
