@@ -1,0 +1,101 @@
+// Decides how a player corrects its drift from the authoritative position.
+//
+// drift = actual - expected (ms); positive means this player is ahead.
+//
+// Players with a continuous playbackRate (HTML5 <video>):
+//   |drift| <= deadBand            play at the room rate (no needless wobble)
+//   deadBand < |drift| < seekAt    rate = roomRate * (1 - gain * (|drift| - deadBand) * sign)
+//                                  clamped to ±maxNudge. The nudge is a continuous function
+//                                  of drift (zero at the dead-band edge), so it fades out as
+//                                  the gap closes instead of switching on and off.
+//   |drift| >= seekAt              seek to the expected position plus the measured seek
+//                                  latency, then let the rate nudge take the remainder.
+// Players with coarse rates only (YouTube): seek when the smoothed drift exceeds a wider
+// threshold, never more often than the cooldown, since every seek there costs a rebuffer.
+
+export const HTML5_TUNING = Object.freeze({
+  fineRate: true,
+  deadBandMs: 20,
+  /** Relative rate change per second of drift beyond the dead band: 100 ms off → 4 %. */
+  gainPerSecond: 0.5,
+  maxNudge: 0.08,
+  seekThresholdMs: 1000,
+  /** After a seek, wait this long before another seek for moderate drift. */
+  seekCooldownMs: 3000,
+  /** Drift so large (a different scene) that it is fixed even inside the cooldown. */
+  hardSeekMs: 4000,
+  /** Weight of a new drift reading in the exponential moving average. */
+  smoothing: 0.5,
+  /** Rate changes smaller than this are not applied (avoid touching the element every tick). */
+  minRateStep: 0.002,
+  initialSeekLatencyMs: 60,
+});
+
+export const YOUTUBE_TUNING = Object.freeze({
+  fineRate: false,
+  deadBandMs: 0,
+  gainPerSecond: 0,
+  maxNudge: 0,
+  seekThresholdMs: 750,
+  seekCooldownMs: 5000,
+  hardSeekMs: 4000,
+  smoothing: 0.3,
+  minRateStep: 0,
+  initialSeekLatencyMs: 400,
+});
+
+export class CorrectionController {
+  constructor(tuning = HTML5_TUNING) {
+    this.tuning = tuning;
+    this.seekLatencyMs = tuning.initialSeekLatencyMs;
+    this.reset();
+    this.lastSeekAt = -Infinity;
+  }
+
+  /** Forget the drift history (after a seek, a start or a new video). */
+  reset() {
+    this.filteredDriftMs = null;
+    this.nudge = 0;
+  }
+
+  /** Learns how long a seek takes on this player, to aim ahead by that much. */
+  noteSeekLatency(ms) {
+    if (!Number.isFinite(ms) || ms < 0) return;
+    const clamped = Math.min(ms, 2000);
+    this.seekLatencyMs = 0.7 * this.seekLatencyMs + 0.3 * clamped;
+  }
+
+  /**
+   * One control step.
+   * @param {number} driftMs   measured drift now
+   * @param {number} roomRate  authoritative playback rate
+   * @param {number} nowMs     monotonic time of the measurement
+   * @returns {{action: 'rate'|'seek', rate: number, driftMs: number, leadMs?: number}}
+   */
+  update(driftMs, roomRate, nowMs) {
+    const t = this.tuning;
+    if (!Number.isFinite(driftMs)) return { action: 'rate', rate: roomRate, driftMs: 0 };
+    this.filteredDriftMs = this.filteredDriftMs === null
+      ? driftMs
+      : this.filteredDriftMs + t.smoothing * (driftMs - this.filteredDriftMs);
+    const smoothed = this.filteredDriftMs;
+    const sinceSeek = nowMs - this.lastSeekAt;
+    // Large jumps are judged on the raw reading so they are fixed at once, not after the average catches up.
+    const judged = t.fineRate ? driftMs : smoothed;
+    const wantsSeek = Math.abs(judged) >= t.seekThresholdMs
+      && (sinceSeek >= t.seekCooldownMs || Math.abs(driftMs) >= t.hardSeekMs);
+    if (wantsSeek) {
+      this.lastSeekAt = nowMs;
+      this.reset();
+      return { action: 'seek', rate: roomRate, driftMs, leadMs: this.seekLatencyMs };
+    }
+    if (!t.fineRate) return { action: 'rate', rate: roomRate, driftMs: smoothed };
+
+    const beyond = Math.max(0, Math.abs(smoothed) - t.deadBandMs) / 1000;
+    const magnitude = Math.min(t.maxNudge, t.gainPerSecond * beyond);
+    const target = -Math.sign(smoothed) * magnitude;
+    // Apply only meaningful changes; always allow returning exactly to the room rate.
+    if (target === 0 || Math.abs(target - this.nudge) >= t.minRateStep) this.nudge = target;
+    return { action: 'rate', rate: roomRate * (1 + this.nudge), driftMs: smoothed };
+  }
+}
