@@ -38,8 +38,10 @@ async fn media_is_listed_and_served_with_ranges() {
 }
 
 #[actix_rt::test]
-async fn without_a_media_directory_the_library_is_empty() {
-    let srv = TestServer::start().await;
+async fn an_empty_media_directory_lists_nothing() {
+    let empty = std::env::temp_dir().join(format!("wt-media-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let srv = TestServer::with(|c| c.media_dir = Some(empty.clone())).await;
     assert_eq!(srv.get("/api/media").await, (200, serde_json::json!([])));
     assert_eq!(srv.get_raw("/media/clip.mp4", &[]).await.0, 404);
 }

@@ -32,7 +32,6 @@ pub fn test_config() -> Config {
     let mut c = Config::defaults();
     c.port = 0;
     c.workers = Some(2);
-    c.media_dir = None;
     c
 }
 
