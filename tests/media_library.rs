@@ -6,7 +6,11 @@ use crate::util::TestServer;
 fn media_dir() -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("wt-media-it-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    std::fs::write(dir.join("clip.mp4"), (0..=255u8).cycle().take(4096).collect::<Vec<_>>()).unwrap();
+    std::fs::write(
+        dir.join("clip.mp4"),
+        (0..=255u8).cycle().take(4096).collect::<Vec<_>>(),
+    )
+    .unwrap();
     std::fs::write(dir.join("notes.txt"), b"not media").unwrap();
     dir
 }
@@ -17,7 +21,10 @@ async fn media_is_listed_and_served_with_ranges() {
     let srv = TestServer::with(|c| c.media_dir = Some(dir.clone())).await;
     let (status, list) = srv.get("/api/media").await;
     assert_eq!(status, 200);
-    assert_eq!(list, serde_json::json!([{"name": "clip.mp4", "size": 4096, "url": "/media/clip.mp4"}]));
+    assert_eq!(
+        list,
+        serde_json::json!([{"name": "clip.mp4", "size": 4096, "url": "/media/clip.mp4"}])
+    );
 
     let mut resp = awc::Client::new()
         .get(format!("{}/media/clip.mp4", srv.base))
@@ -27,12 +34,23 @@ async fn media_is_listed_and_served_with_ranges() {
         .unwrap();
     assert_eq!(resp.status().as_u16(), 206);
     assert_eq!(resp.headers().get("content-type").unwrap(), "video/mp4");
-    assert_eq!(resp.headers().get("content-range").unwrap(), "bytes 10-19/4096");
-    assert_eq!(resp.body().await.unwrap().to_vec(), (10..20u8).collect::<Vec<_>>());
+    assert_eq!(
+        resp.headers().get("content-range").unwrap(),
+        "bytes 10-19/4096"
+    );
+    assert_eq!(
+        resp.body().await.unwrap().to_vec(),
+        (10..20u8).collect::<Vec<_>>()
+    );
 
     let (status, body) = srv.get_raw("/media/clip.mp4", &[]).await;
     assert_eq!((status, body.len()), (200, 4096));
-    for bad in ["/media/..%2Fetc%2Fpasswd", "/media/%2E%2E", "/media/missing.mp4", "/media/.hidden"] {
+    for bad in [
+        "/media/..%2Fetc%2Fpasswd",
+        "/media/%2E%2E",
+        "/media/missing.mp4",
+        "/media/.hidden",
+    ] {
         assert_eq!(srv.get_raw(bad, &[]).await.0, 404, "{bad}");
     }
 }
@@ -52,7 +70,9 @@ async fn the_app_is_served_from_the_binary() {
     let (status, body) = srv.get_raw("/", &[]).await;
     assert_eq!(status, 200);
     assert!(String::from_utf8_lossy(&body).contains("<title>"));
-    let (status, _) = srv.get_raw("/r/00000000-0000-4000-8000-000000000000", &[]).await;
+    let (status, _) = srv
+        .get_raw("/r/00000000-0000-4000-8000-000000000000", &[])
+        .await;
     assert_eq!(status, 200, "the room page explains unknown rooms itself");
     assert_eq!(srv.get_raw("/no-such-file.js", &[]).await.0, 404);
 }

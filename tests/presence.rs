@@ -51,6 +51,16 @@ impl View {
     }
 }
 
+/// Skips messages until a `presence` carries an entry matching `wanted`; returns that presence.
+async fn presence_with(client: &mut Client, wanted: impl Fn(&Value) -> bool) -> Value {
+    loop {
+        let p = client.expect("presence").await;
+        if p["participants"].as_array().unwrap().iter().any(&wanted) {
+            return p;
+        }
+    }
+}
+
 fn ids(m: &Value) -> Vec<String> {
     m["participants"]
         .as_array()
@@ -73,12 +83,7 @@ async fn small_room_presence_is_a_delta_with_count_and_host() {
     bob.send(json!({"type": "status", "rtt_ms": 20, "drift_ms": 3, "buffering": false}))
         .await;
     let bob_id = bw["you"]["id"].as_str().unwrap().to_owned();
-    let p = loop {
-        let p = ann.expect("presence").await;
-        if ids(&p).contains(&bob_id) {
-            break p;
-        }
-    };
+    let p = presence_with(&mut ann, |e| e["id"] == bob_id.as_str()).await;
     assert_eq!(ids(&p), [bob_id], "only the changed entry is sent");
     assert_eq!(p["left"], json!([]));
     assert_eq!(p["count"], 3);
@@ -119,33 +124,13 @@ async fn big_room_batches_membership_and_drops_insignificant_status() {
     // Bob's first report is news; a change within the same bands is not.
     bob.send(json!({"type": "status", "rtt_ms": 10, "drift_ms": 5, "buffering": false}))
         .await;
-    loop {
-        let p = ann.expect("presence").await;
-        if p["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == id(&bw) && e["rtt_ms"] == 10.0)
-        {
-            break;
-        }
-    }
+    presence_with(&mut ann, |e| e["id"] == id(&bw) && e["rtt_ms"] == 10.0).await;
     bob.send(json!({"type": "status", "rtt_ms": 12, "drift_ms": 8, "buffering": false}))
         .await;
     bob.ping(0.0).await; // Bob's status is queued at the room before Cat's below.
     cat.send(json!({"type": "status", "rtt_ms": 12, "drift_ms": 0, "buffering": true}))
         .await;
-    loop {
-        let p = ann.expect("presence").await;
-        if p["participants"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|e| e["id"] == id(&cw) && e["buffering"] == true)
-        {
-            break;
-        }
-    }
+    presence_with(&mut ann, |e| e["id"] == id(&cw) && e["buffering"] == true).await;
     assert!(
         !ann.seen.iter().any(|m| m["type"] == "presence"
             && m["participants"]

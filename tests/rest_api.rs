@@ -117,7 +117,8 @@ async fn empty_rooms_are_removed_after_the_idle_ttl() {
     let (idle, _) = srv.create_room(json!({})).await;
     let (busy, _) = srv.create_room(json!({})).await;
     let (_viewer, _) = srv.join(&busy, json!({"name": "Viewer"})).await;
-    srv.wait_until("the idle room to be removed", |s| s.state.rooms.len() == 1).await;
+    srv.wait_until("the idle room to be removed", |s| s.state.rooms.len() == 1)
+        .await;
     assert_eq!(srv.get(&format!("/api/rooms/{idle}")).await.0, 404);
     assert_eq!(srv.get(&format!("/api/rooms/{busy}")).await.0, 200);
     assert_eq!(srv.try_connect(&idle, &[]).await.err(), Some(404));
