@@ -668,4 +668,50 @@ mod tests {
             json!({"type":"error","code":"not_host","message":"only the host"})
         );
     }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any text at all decodes to a message or to one of the three decode errors.
+            #[test]
+            fn arbitrary_text_never_panics(text in any::<String>()) {
+                let _ = decode(&text);
+            }
+
+            /// JSON objects with a known type and random fields: never a panic, and a
+            /// failure is always `bad_message` (the type was known).
+            #[test]
+            fn known_type_with_random_fields_is_bad_message_or_valid(
+                kind in prop::sample::select(CLIENT_TYPES),
+                fields in prop::collection::btree_map("[a-z_]{1,12}", any::<f64>(), 0..4),
+            ) {
+                let mut obj = serde_json::Map::new();
+                obj.insert("type".into(), kind.into());
+                for (k, v) in fields {
+                    obj.insert(k, serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into));
+                }
+                let text = serde_json::Value::Object(obj).to_string();
+                if let Err(e) = decode(&text) {
+                    prop_assert_eq!(e.code(), ErrorCode::BadMessage, "{}", text);
+                }
+            }
+
+            /// Accepted messages are always within the documented ranges.
+            #[test]
+            fn accepted_numbers_are_in_range(position in any::<f64>(), rate in any::<f64>()) {
+                let seek = format!(r#"{{"type":"seek","position":{position:?}}}"#);
+                if let Ok(ClientMessage::Seek { position }) = decode(&seek) {
+                    prop_assert!(position.is_finite() && (0.0..=MAX_POSITION_S).contains(&position));
+                }
+                let rate_msg = format!(r#"{{"type":"rate","rate":{rate:?}}}"#);
+                if let Ok(ClientMessage::Rate { rate }) = decode(&rate_msg) {
+                    prop_assert!((RATE_RANGE.0..=RATE_RANGE.1).contains(&rate));
+                }
+            }
+        }
+    }
 }

@@ -233,21 +233,25 @@ impl RoomActor {
                 }
             }
             for (id, conn) in stalled {
-                let (link, more) = self.state.evict(&id, conn);
-                if let Some(link) = link {
-                    tracing::info!(room = %self.state.info().id, participant = %id, "evicted a member that could not keep up");
-                    self.metrics.evictions.inc();
-                    // Best effort: if its mailbox is full this is dropped, and the socket is
-                    // reclaimed by the kernel's TCP_USER_TIMEOUT instead.
-                    let _ = link.recipient.try_send(ToSession::Close(
-                        CloseCode::Evicted,
-                        "evicted: the connection could not keep up",
-                    ));
-                }
-                effects.extend(more);
+                effects.extend(self.evict(&id, conn, Eviction::Slow));
             }
         }
         self.note_occupancy();
+    }
+
+    /// Removes a member at once, counts it, and offers its session a close (best effort: a
+    /// full mailbox drops it, and the kernel's TCP_USER_TIMEOUT reclaims the socket instead).
+    fn evict(&mut self, id: &ParticipantId, conn: ConnId, why: Eviction) -> Vec<Effect> {
+        let (link, effects) = self.state.evict(id, conn);
+        if let Some(link) = link {
+            let reason = why.reason();
+            tracing::info!(room = %self.state.info().id, participant = %id, reason, "evicted");
+            self.metrics.evictions.with_label_values(&[reason]).inc();
+            let _ = link
+                .recipient
+                .try_send(ToSession::Close(CloseCode::Evicted, why.close_text()));
+        }
+        effects
     }
 
     fn reply_error(&mut self, id: &ParticipantId, err: RoomError) {
@@ -276,16 +280,7 @@ impl RoomActor {
             .collect();
         let mut effects = Vec::new();
         for (id, conn) in silent {
-            let (link, more) = self.state.evict(&id, conn);
-            if let Some(link) = link {
-                tracing::info!(room = %self.state.info().id, participant = %id, "evicted a silent member");
-                self.metrics.evictions.inc();
-                let _ = link.recipient.try_send(ToSession::Close(
-                    CloseCode::Evicted,
-                    "evicted: no sign of life",
-                ));
-            }
-            effects.extend(more);
+            effects.extend(self.evict(&id, conn, Eviction::Silent));
         }
         effects.extend(self.state.tick(now));
         self.deliver(effects);
@@ -296,6 +291,36 @@ impl RoomActor {
                 self.rooms.remove(&id);
                 ctx.stop();
             }
+        }
+    }
+}
+
+/// Why a member was removed without a clean close.
+#[derive(Clone, Copy, Debug)]
+enum Eviction {
+    /// Its mailbox was full: it cannot keep up.
+    Slow,
+    /// The room heard nothing from it for too long (its session may not even be polled).
+    Silent,
+    /// Its session's heartbeat gave up on it.
+    Timeout,
+}
+
+impl Eviction {
+    /// Label for logs and the `evictions_total` metric.
+    fn reason(self) -> &'static str {
+        match self {
+            Eviction::Slow => "slow",
+            Eviction::Silent => "silent",
+            Eviction::Timeout => "timeout",
+        }
+    }
+
+    /// Close reason sent to the client.
+    fn close_text(self) -> &'static str {
+        match self {
+            Eviction::Slow => "evicted: the connection could not keep up",
+            Eviction::Silent | Eviction::Timeout => "evicted: no sign of life",
         }
     }
 }
@@ -398,7 +423,7 @@ impl Handler<Disconnect> for RoomActor {
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         if msg.gone {
-            let (_, effects) = self.state.evict(&msg.id, msg.conn);
+            let effects = self.evict(&msg.id, msg.conn, Eviction::Timeout);
             self.deliver(effects);
         } else {
             self.state.disconnect(&msg.id, msg.conn, clock::now_ms());

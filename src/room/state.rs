@@ -581,7 +581,7 @@ impl<L> RoomState<L> {
         to: &ParticipantId,
     ) -> Result<Vec<Effect>, RoomError> {
         self.require_host(id)?;
-        if !self.members.get(to).is_some_and(|m| m.link.is_some()) {
+        if self.members.get(to).is_none_or(|m| m.link.is_none()) {
             return Err(RoomError::NoSuchParticipant(to.to_string()));
         }
         Ok(self.set_host(Some(to.clone())).into_iter().collect())

@@ -1,0 +1,161 @@
+//! Bad input and limits: each gets its documented error or close code, and the server keeps
+//! serving everyone else.
+
+use std::time::Duration;
+
+use awc::ws;
+use serde_json::json;
+
+use crate::util::TestServer;
+
+#[actix_rt::test]
+async fn ping_pong_carries_server_receive_and_send_times() {
+    let srv = TestServer::start().await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let mut c = srv.connect(&room).await;
+    // Clock sync works before join, so a client can sync while asking for a name.
+    let pong = c.ping(12345.5).await;
+    assert_eq!(pong["t0"], 12345.5);
+    let (t1, t2) = (pong["t1"].as_f64().unwrap(), pong["t2"].as_f64().unwrap());
+    assert!(t1 <= t2 && t2 - t1 < 1000.0, "t1 {t1} t2 {t2}");
+    let later = c.ping(0.0).await["t1"].as_f64().unwrap();
+    assert!(later >= t2, "server time never goes back");
+}
+
+#[actix_rt::test]
+async fn bad_frames_get_errors_and_the_session_survives() {
+    let srv = TestServer::start().await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let mut c = srv.connect(&room).await;
+    c.send(json!({"type": "chat", "text": "early"})).await;
+    assert_eq!(c.expect_error().await, "not_joined");
+    c.send(json!({"type": "join", "name": "   "})).await;
+    assert_eq!(c.expect_error().await, "invalid_name");
+    c.send(json!({"type": "join", "name": "Ann\u{0007}"})).await;
+    assert_eq!(c.expect_error().await, "invalid_name");
+    c.send(json!({"type": "join", "name": "x".repeat(33)}))
+        .await;
+    assert_eq!(c.expect_error().await, "invalid_name");
+    c.send(json!({"type": "join", "name": "Ann"})).await;
+    c.expect("welcome").await;
+    let cases: Vec<(String, &str)> = vec![
+        ("{\"type\":\"chat\",".into(), "bad_json"),
+        ("hello".into(), "bad_json"),
+        (json!({"type": "teleport"}).to_string(), "unknown_type"),
+        (json!({"text": "no type"}).to_string(), "unknown_type"),
+        (json!({"type": "seek"}).to_string(), "bad_message"),
+        (
+            json!({"type": "seek", "position": -3}).to_string(),
+            "bad_message",
+        ),
+        (
+            json!({"type": "rate", "rate": 10}).to_string(),
+            "bad_message",
+        ),
+        (
+            json!({"type": "load", "video": {"kind": "youtube", "id": "x"}}).to_string(),
+            "bad_message",
+        ),
+        (
+            json!({"type": "load", "video": {"kind": "url", "url": "file:///etc/passwd"}})
+                .to_string(),
+            "bad_message",
+        ),
+        (
+            json!({"type": "load", "video": {"kind": "dvd"}}).to_string(),
+            "bad_message",
+        ),
+        (
+            json!({"type": "chat", "text": "x".repeat(501)}).to_string(),
+            "invalid_chat",
+        ),
+        (
+            json!({"type": "chat", "text": " \n "}).to_string(),
+            "invalid_chat",
+        ),
+        (
+            json!({"type": "join", "name": "Again"}).to_string(),
+            "already_joined",
+        ),
+    ];
+    for (frame, code) in cases {
+        c.send_text(&frame).await;
+        assert_eq!(c.expect_error().await, code, "frame {frame}");
+    }
+    c.send_raw(ws::Message::Binary(vec![1u8, 2, 3].into()))
+        .await;
+    assert_eq!(c.expect_error().await, "binary_unsupported");
+    // Still a working member: it can chat and nothing it sent changed the clock.
+    c.send(json!({"type": "chat", "text": "still here"})).await;
+    assert_eq!(c.expect("chat").await["message"]["text"], "still here");
+    let (_, room) = srv.get(&format!("/api/rooms/{room}")).await;
+    assert_eq!(room["playback"]["seq"], 0);
+}
+
+#[actix_rt::test]
+async fn oversize_frame_closes_with_1009_and_others_are_unaffected() {
+    let srv = TestServer::with(|c| c.max_frame_bytes = 1024).await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut other, _) = srv.join(&room, json!({"name": "Other"})).await;
+    let (mut big, _) = srv.join(&room, json!({"name": "Big"})).await;
+    big.send(json!({"type": "chat", "text": "y".repeat(2000)}))
+        .await;
+    assert_eq!(big.expect_close().await, Some(1009));
+    other.send(json!({"type": "chat", "text": "fine"})).await;
+    assert_eq!(other.expect("chat").await["message"]["text"], "fine");
+    let (_fresh, _) = srv.join(&room, json!({"name": "Fresh"})).await;
+}
+
+#[actix_rt::test]
+async fn rate_limit_errors_then_closes_sustained_abuse_with_1008() {
+    let srv = TestServer::with(|c| {
+        c.msg_burst = 5;
+        c.msg_rate = 1.0;
+    })
+    .await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut neighbour, _) = srv.join(&room, json!({"name": "Calm"})).await;
+    let (mut flood, _) = srv.join(&room, json!({"name": "Flood"})).await;
+    // The join used one token; four more pings pass, the next is refused.
+    for _ in 0..4 {
+        flood.ping(0.0).await;
+    }
+    flood.send(json!({"type": "ping", "t0": 0})).await;
+    assert_eq!(flood.expect_error().await, "rate_limited");
+    for _ in 0..100 {
+        flood.send_text("{\"type\":\"ping\",\"t0\":0}").await;
+    }
+    assert_eq!(flood.expect_close().await, Some(1008));
+    assert_eq!(neighbour.ping(1.0).await["t0"], 1.0);
+    srv.wait_until("the rejected counter", |s| {
+        s.metric("watch_together_rejected_total{limit=\"message_rate\"}") >= 1.0
+    })
+    .await;
+}
+
+#[actix_rt::test]
+async fn no_join_within_the_deadline_closes_with_1008() {
+    let srv = TestServer::with(|c| c.join_timeout = Duration::from_millis(300)).await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let mut idle = srv.connect(&room).await;
+    assert_eq!(idle.expect_close().await, Some(1008));
+    let (_ok, _) = srv.join(&room, json!({"name": "Punctual"})).await;
+}
+
+#[actix_rt::test]
+async fn chat_flood_is_limited_per_participant() {
+    let srv = TestServer::with(|c| {
+        c.chat_burst = 2;
+        c.chat_rate = 0.01;
+    })
+    .await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut c, _) = srv.join(&room, json!({"name": "Chatty"})).await;
+    for i in 0..2 {
+        c.send(json!({"type": "chat", "text": format!("m{i}")}))
+            .await;
+        c.expect("chat").await;
+    }
+    c.send(json!({"type": "chat", "text": "too much"})).await;
+    assert_eq!(c.expect_error().await, "chat_rate_limited");
+}

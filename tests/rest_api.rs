@@ -1,0 +1,137 @@
+//! REST endpoints and the WebSocket upgrade's refusals.
+
+use serde_json::json;
+
+use crate::util::TestServer;
+
+#[actix_rt::test]
+async fn create_then_get_room() {
+    let srv = TestServer::start().await;
+    let (status, created) = srv
+        .post(
+            "/api/rooms",
+            json!({"name": " Friday film ", "control": "everyone",
+                   "video": {"kind": "youtube", "id": "dQw4w9WgXcQ"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let id = created["room_id"].as_str().unwrap();
+    assert_eq!(uuid::Uuid::parse_str(id).unwrap().get_version_num(), 4);
+    assert_eq!(created["url"], format!("/r/{id}"));
+    assert!(
+        created["host_token"].as_str().unwrap().len() >= 32,
+        "token carries >= 128 bits"
+    );
+
+    let (status, room) = srv.get(&format!("/api/rooms/{id}")).await;
+    assert_eq!(status, 200);
+    assert_eq!(room["room_id"], id);
+    assert_eq!(room["name"], "Friday film");
+    assert_eq!(room["control"], "everyone");
+    assert_eq!(room["participants"], 0);
+    assert_eq!(room["host"], json!(null));
+    assert_eq!(room["playback"]["video"]["id"], "dQw4w9WgXcQ");
+    assert_eq!(room["playback"]["paused"], true);
+    assert_eq!(room["playback"]["seq"], 0);
+}
+
+#[actix_rt::test]
+async fn empty_body_creates_a_default_room() {
+    let srv = TestServer::start().await;
+    let mut resp = awc::Client::new()
+        .post(format!("{}/api/rooms", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 201);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    let (_, room) = srv
+        .get(&format!("/api/rooms/{}", v["room_id"].as_str().unwrap()))
+        .await;
+    assert_eq!(room["control"], "host");
+    assert_eq!(room["name"], "");
+}
+
+#[actix_rt::test]
+async fn invalid_room_bodies_are_refused_with_400() {
+    let srv = TestServer::start().await;
+    for body in [
+        json!({"control": "anyone"}),
+        json!({"video": {"kind": "youtube", "id": "nope"}}),
+        json!({"video": {"kind": "url", "url": "ftp://x/y.mp4"}}),
+        json!({"name": "x".repeat(81)}),
+        json!({"colour": "red"}),
+        json!([1, 2]),
+    ] {
+        let (status, v) = srv.post("/api/rooms", body.clone()).await;
+        assert_eq!(status, 400, "{body} → {v}");
+        assert_eq!(v["error"]["code"], "bad_request");
+        assert!(v["error"]["message"].as_str().unwrap().len() > 5);
+    }
+}
+
+#[actix_rt::test]
+async fn unknown_and_malformed_rooms() {
+    let srv = TestServer::start().await;
+    let unknown = uuid::Uuid::new_v4();
+    let (status, v) = srv.get(&format!("/api/rooms/{unknown}")).await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "room_not_found");
+    let (status, v) = srv.get("/api/rooms/not-a-room").await;
+    assert_eq!(status, 400);
+    assert_eq!(v["error"]["code"], "bad_room_id");
+    // A socket to an unknown room is refused before the upgrade, and creates nothing.
+    assert_eq!(
+        srv.try_connect(&unknown.to_string(), &[]).await.err(),
+        Some(404)
+    );
+    assert_eq!(srv.try_connect("not-a-room", &[]).await.err(), Some(400));
+    assert_eq!(srv.get(&format!("/api/rooms/{unknown}")).await.0, 404);
+    assert!(srv.state.rooms.is_empty());
+}
+
+#[actix_rt::test]
+async fn health_and_unknown_api_routes() {
+    let srv = TestServer::start().await;
+    let (status, v) = srv.get("/api/health").await;
+    assert_eq!(status, 200);
+    assert_eq!(v["status"], "ok");
+    let (status, v) = srv.get("/api/nothing-here").await;
+    assert_eq!(status, 404);
+    assert_eq!(v["error"]["code"], "not_found");
+}
+
+#[actix_rt::test]
+async fn room_limit_is_enforced() {
+    let srv = TestServer::with(|c| c.max_rooms = 2).await;
+    srv.create_room(json!({})).await;
+    srv.create_room(json!({})).await;
+    let (status, v) = srv.post("/api/rooms", json!({})).await;
+    assert_eq!(status, 503);
+    assert_eq!(v["error"]["code"], "room_limit");
+}
+
+#[actix_rt::test]
+async fn empty_rooms_are_removed_after_the_idle_ttl() {
+    let srv = TestServer::with(|c| c.room_idle_ttl = std::time::Duration::from_millis(500)).await;
+    let (idle, _) = srv.create_room(json!({})).await;
+    let (busy, _) = srv.create_room(json!({})).await;
+    let (_viewer, _) = srv.join(&busy, json!({"name": "Viewer"})).await;
+    srv.wait_until("the idle room to be removed", |s| s.state.rooms.len() == 1)
+        .await;
+    assert_eq!(srv.get(&format!("/api/rooms/{idle}")).await.0, 404);
+    assert_eq!(srv.get(&format!("/api/rooms/{busy}")).await.0, 200);
+    assert_eq!(srv.try_connect(&idle, &[]).await.err(), Some(404));
+}
+
+#[actix_rt::test]
+async fn a_full_room_refuses_newcomers_with_room_full() {
+    let srv = TestServer::with(|c| c.max_members = 2).await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (_a, _) = srv.join(&room, json!({"name": "A"})).await;
+    let (_b, _) = srv.join(&room, json!({"name": "B"})).await;
+    let mut c = srv.connect(&room).await;
+    c.send(json!({"type": "join", "name": "C"})).await;
+    assert_eq!(c.expect_error().await, "room_full");
+    assert_eq!(c.expect_close().await, Some(1008));
+}

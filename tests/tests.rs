@@ -1,0 +1,15 @@
+//! Integration tests: the real server on 127.0.0.1:0, real HTTP and WebSocket clients.
+
+mod util;
+
+mod abuse_limits;
+mod fuzz_frames;
+mod media_library;
+mod membership;
+mod observability;
+mod playback;
+mod presence;
+mod protocol_errors;
+mod rest_api;
+mod shutdown;
+mod slow_consumer;
