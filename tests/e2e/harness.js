@@ -261,6 +261,10 @@ export async function startDelayProxy(targetPort, { delayMs = 40, jitterMs = 20,
   await once(server, 'listening');
   return {
     port: server.address().port,
+    /** Cuts every open connection (as a network failure would) but keeps accepting new ones. */
+    dropConnections() {
+      for (const socket of sockets) socket.destroy();
+    },
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
