@@ -23,6 +23,12 @@ export const MAX_START_LEAD_MS = 500;
 export const START_LEAD_LEARNING = 0.5;
 /** A start is judged (and corrected) only after this long, once the media moves steadily. */
 export const START_SETTLE_MS = 300;
+/** A late joiner's media may be this far behind its ideal pre-start position before it seeks again. */
+export const PRESTART_TOLERANCE_MS = 15;
+/** Extra distance a late joiner seeks ahead by, then waits out (seek time varies; a wait is exact). */
+export const PRESTART_MARGIN_MS = 60;
+/** Seeks allowed before one start; after that it plays and the rate controller takes over. */
+export const MAX_PRESTART_SEEKS = 3;
 
 export class SyncEngine {
   /**
@@ -55,6 +61,7 @@ export class SyncEngine {
     this.lastStart = null;
     this.startLeadMs = INITIAL_START_LEAD_MS.fine;
     this.startCheck = null; // {at}: when to measure how well the last start hit the clock
+    this.prestartSeeks = 0;
     this.connected = false;
     this.pingsSent = 0;
     this.timers = { ping: null, status: null, tick: null, start: null };
@@ -101,6 +108,7 @@ export class SyncEngine {
   onPlayback(playback, { fresh = false } = {}) {
     const result = this.model.apply(playback, { fresh });
     if (result === 'applied') {
+      this.prestartSeeks = 0;
       // How long before its start time the update arrived (negative: after it). For diagnostics.
       const serverMs = this.serverNow();
       this.arrivalLeadMs = serverMs === null ? null : this.model.current.anchor - serverMs;
@@ -194,12 +202,27 @@ export class SyncEngine {
   startPlaying(expected, rate, driftMs) {
     if (this.autoplayBlocked) return;
     const lead = this.startLeadMs;
-    // After play() the media stands still for about `lead` ms, so stand that far ahead.
-    if (Math.abs(driftMs - lead) > this.controller.tuning.seekThresholdMs / 2) {
-      // Far off (e.g. joining mid-video): seek first; the next tick starts playback.
-      this.seekTo(() => this.expectedPosition() + ((this.controller.seekLatencyMs + lead) / 1000) * rate);
-      return;
+    const playback = this.model.current;
+    if (this.serverNow() >= playback.anchor) {
+      // The room is already running (a late joiner, a reload, a reconnect). After play() the
+      // media stands still for about `lead` ms, so it must stand that far ahead of the room.
+      const excessMs = driftMs - lead * rate; // media ms beyond where play() should find it
+      const tooFarBehind = excessMs < -PRESTART_TOLERANCE_MS;
+      const tooFarAhead = excessMs > this.controller.tuning.seekThresholdMs;
+      if ((tooFarBehind || tooFarAhead) && this.prestartSeeks < MAX_PRESTART_SEEKS) {
+        // Aim a little further ahead than needed and then wait: waiting is exact, seeking is not.
+        this.prestartSeeks += 1;
+        const aheadMs = this.controller.seekLatencyMs + lead + PRESTART_MARGIN_MS;
+        this.seekTo(() => this.expectedPosition() + (aheadMs / 1000) * rate);
+        return;
+      }
+      if (excessMs > 1 && !tooFarAhead) {
+        // Ahead: let the room catch up, then play.
+        this.restartTimer('start', excessMs / rate, () => this.tick());
+        return;
+      }
     }
+    this.prestartSeeks = 0;
     this.player.setRate(rate);
     this.controller.reset();
     const serverMs = this.serverNow();

@@ -23,7 +23,10 @@ test('blocked autoplay shows the join overlay; a click joins playback in sync', 
   // A returning viewer: name remembered, so the page joins without any interaction.
   const invite = await host.locator('#invite-link').inputValue();
   const eve = await openRoomPage(browser, invite, 'Eve', { rememberedName: 'Eve' });
-  // Only DOM locators until the click: page.evaluate would count as a user gesture.
+  // Nothing may touch Eve's page until her player has tried to start: Playwright's
+  // evaluations and locator polls count as user gestures and would lift the block.
+  // So watch from the host's side: Eve's own status reports show her falling behind.
+  await waitState(host, (s) => s.participants.some((p) => p.name === 'Eve' && p.drift_ms !== null && p.drift_ms < -1000));
   const overlay = eve.locator('#autoplay-overlay');
   await overlay.waitFor({ state: 'visible' });
   assert.match(await overlay.textContent(), /Click to join playback/);

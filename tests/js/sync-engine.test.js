@@ -111,15 +111,18 @@ test('a media clock running fast is held in sync by rate alone', async () => {
   engine.destroy();
 });
 
-test('joining mid-video seeks to the live position', async () => {
-  const { time, serverNow, engine, player } = setup({ seekMs: 80 });
+test('joining mid-video lands on the live position without any rate correction', async () => {
+  // Seeks take 150 ms, far more than the initial guess: the first one lands behind.
+  const { time, serverNow, engine, player } = setup({ seekMs: 150, playLagMs: INITIAL_START_LEAD_MS.fine });
   engine.onConnected();
   await time.advance(800);
   engine.onWelcome(playback({ paused: false, position: 10, anchor: serverNow() - 20_000, seq: 7 }));
   await time.advance(3000);
   const drift = (player().currentTime() - engine.expectedPosition()) * 1000;
-  assert.ok(Math.abs(drift) < 60, `drift ${drift} ms`);
+  assert.ok(Math.abs(drift) < 5, `drift ${drift} ms`);
   assert.ok(player().position > 32);
+  assert.ok(!player().calls.some(([name]) => name === 'rate'), 'no rate nudge was needed');
+  assert.ok(player().calls.filter(([name]) => name === 'seek').length <= 3);
   engine.destroy();
 });
 
