@@ -316,6 +316,7 @@ export class SyncEngine {
     this.playerVideo = video;
     this.busy = false;
     this.startCheck = null;
+    this.lastError = null;
     this.controller.reset();
     if (!video) {
       this.onChange(this);

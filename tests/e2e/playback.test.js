@@ -74,3 +74,33 @@ test('host play, pause, seek, rate and load are followed by every page', { timeo
   for (const page of pages) assert.equal(await page.locator('#activity').textContent().then((t) => t.length > 0), true);
   for (const page of pages) assert.deepEqual(page.problems, []);
 }));
+
+test('a YouTube video that cannot load says so on every page, and the room keeps working', { timeout: 120_000 }, () => withCleanup(async (defer) => {
+  const server = await startServer();
+  defer(() => server.stop());
+  const browser = await launchBrowser();
+  defer(() => browser.close());
+
+  const host = await createRoomViaLanding(browser, server.url);
+  const invite = await host.locator('#invite-link').inputValue();
+  const bob = await openRoomPage(browser, invite, 'Bob');
+  const pages = [host, bob];
+  // This machine has no internet: refuse YouTube inside the browser so nothing leaves it.
+  for (const page of pages) await page.context().route(/youtube\.com|ytimg\.com|googlevideo\.com/, (route) => route.abort());
+
+  await host.locator('#load-input').fill('https://youtu.be/dQw4w9WgXcQ');
+  await host.locator('#load-button').click();
+  for (const page of pages) {
+    await waitState(page, (s) => s.playback.video && s.playback.video.kind === 'youtube' && s.playback.video.id === 'dQw4w9WgXcQ');
+    await page.locator('#stage-message', { hasText: 'YouTube could not be reached' }).waitFor({ timeout: WAIT_MS });
+  }
+  // Back to a library video: everything works again.
+  await host.locator('#library-select').selectOption('/media/clip-a-60s.mp4');
+  for (const page of pages) {
+    await waitState(page, (s) => s.playback.video.kind === 'url' && s.playerReady);
+    await page.locator('#stage-message').waitFor({ state: 'hidden' });
+  }
+  await host.locator('#play-button').click();
+  for (const page of pages) await waitPlayingNear(page, { toleranceMs: 100 });
+  for (const page of pages) assert.deepEqual(page.problems, []);
+}));
