@@ -1,0 +1,320 @@
+//! Load bench for watch-together (issue 4, with the issue 6 figures).
+//!
+//! `cargo bench --bench load -- [OPTIONS]` starts the release server binary as a child process
+//! (or drives `--target`), fills rooms with real WebSocket sessions that speak the protocol
+//! like the browser app, holds the load while hosts send controls and members chat, and
+//! reports join time, fan-out and chat latency, traffic per member, errors, and the server's
+//! memory and CPU. `--help` lists the options; docs/performance.md has the measured figures.
+//!
+//! The run has four phases: admit (connect everyone, paced by --connect-rate), hold (the
+//! measured period), drain (sending stops, late frames still arrive and gaps are judged) and
+//! done (everyone closes).
+
+mod client;
+mod plan;
+mod report;
+mod server;
+mod stats;
+
+use std::io::{IsTerminal, Write};
+use std::net::SocketAddr;
+use std::process::ExitCode;
+use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::Parser;
+use tokio::sync::watch;
+use tokio::task::JoinSet;
+use tokio::time::{sleep, Instant};
+
+use client::{Ctx, RoomCtx};
+use plan::{Options, Plan};
+use report::{Resources, Timing};
+use server::{sample, Spawned};
+use stats::{Phase, RoomTally, Stats};
+
+/// Rooms created at once over REST.
+const CREATE_CONCURRENCY: usize = 16;
+/// Admission may take this much longer than the connect pacing before the bench moves on.
+const ADMISSION_SLACK: Duration = Duration::from_secs(60);
+/// After the hold: time for deliveries still in flight before gaps are judged.
+const DRAIN: Duration = Duration::from_secs(3);
+/// After telling everyone to close: how long before stragglers are aborted.
+const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
+/// Pause after the server starts, so its idle memory is read once it has settled.
+const SETTLE: Duration = Duration::from_millis(500);
+
+fn main() -> ExitCode {
+    let options = Options::parse();
+    match run(options) {
+        Ok(true) => ExitCode::SUCCESS,
+        Ok(false) => ExitCode::FAILURE,
+        Err(e) => {
+            eprintln!("load: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Runs one plan end to end; true when it saw no errors.
+fn run(options: Options) -> Result<bool, String> {
+    let plan = Plan::from_options(options)?;
+    let own_limit = server::open_file_limit("self");
+    plan.check_file_limit(own_limit)?;
+    let (spawned, addr) = match plan.target {
+        Some(addr) => (None, addr),
+        None => {
+            let flags = server::server_flags(&plan);
+            eprintln!(
+                "load: starting {} {}",
+                env!("CARGO_BIN_EXE_watch-together"),
+                flags.join(" ")
+            );
+            let (s, addr) = Spawned::start(env!("CARGO_BIN_EXE_watch-together"), &flags)?;
+            (Some(s), addr)
+        }
+    };
+    let server_pid = spawned.as_ref().map(|s| s.pid().to_string());
+    let server_limit = server_pid.as_deref().and_then(server::open_file_limit);
+    eprintln!(
+        "load: {} sessions against {addr}; open-file limit: bench {}, server {}",
+        plan.sessions(),
+        own_limit.map_or("unknown".into(), |l| l.to_string()),
+        server_limit.map_or("unknown".into(), |l| l.to_string()),
+    );
+    if let Err(e) = plan.check_file_limit(server_limit) {
+        if let Some(s) = spawned {
+            s.stop();
+        }
+        return Err(format!("server side: {e}"));
+    }
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(plan.threads)
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot build the runtime: {e}"))?;
+    let outcome = runtime.block_on(drive(plan.clone(), addr, server_pid.clone()));
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    let server_log = spawned.as_ref().map(|s| s.log.display().to_string());
+    if let Some(s) = spawned {
+        s.stop();
+    }
+    let (stats, mut res, timing) = outcome?;
+    res.bench = sample("self");
+    let report = report::build(&plan, &stats, &res, &timing, server_log.as_deref());
+    let table = report::table(&report);
+    if plan.json {
+        eprint!("{table}");
+        println!("{report}");
+    } else {
+        print!("{table}");
+    }
+    let errors = report["errors"]["total"].as_u64().unwrap_or(1);
+    Ok(errors == 0)
+}
+
+/// Creates the rooms, runs the four phases, and returns what was measured.
+async fn drive(
+    plan: Plan,
+    addr: SocketAddr,
+    server_pid: Option<String>,
+) -> Result<(Arc<Stats>, Resources, Timing), String> {
+    let server_sample = || server_pid.as_deref().and_then(sample);
+    let mut res = Resources::default();
+    sleep(SETTLE).await;
+    res.idle = server_sample();
+
+    let rooms = create_rooms(addr, plan.rooms).await?;
+    let ctx = Arc::new(Ctx {
+        plan: plan.clone(),
+        addr,
+        rooms,
+        stats: Arc::new(Stats::new()),
+    });
+    let stats = Arc::clone(&ctx.stats);
+    let (phase_tx, phase_rx) = watch::channel(Phase::Admit);
+
+    // Admission: member-major order, so every room gets its host first and rooms fill evenly.
+    let begin = Instant::now();
+    let begin_us = stats.now_us();
+    let gap = Duration::from_secs_f64(1.0 / plan.connect_rate);
+    let mut sessions = JoinSet::new();
+    for m in 0..plan.members {
+        for r in 0..plan.rooms {
+            let i = (m * plan.rooms + r) as u32;
+            let start = begin + gap * i;
+            sessions.spawn(client::member(
+                Arc::clone(&ctx),
+                r,
+                m,
+                start,
+                phase_rx.clone(),
+            ));
+        }
+    }
+    drop(phase_rx);
+    let progress = Progress::new(server_pid.clone());
+    let total = plan.sessions() as u64;
+    let deadline = begin + gap * total as u32 + ADMISSION_SLACK;
+    let mut admission_incomplete = false;
+    loop {
+        let done = stats.admitted.load(Relaxed) + stats.admit_failed.load(Relaxed);
+        if done >= total {
+            break;
+        }
+        if Instant::now() >= deadline {
+            admission_incomplete = true;
+            eprintln!("\nload: admission deadline passed with {done} of {total} sessions settled");
+            break;
+        }
+        progress.tick(&ctx, "admit", begin).await;
+    }
+    let admit_s = stats.last_admit_us.load(Relaxed).saturating_sub(begin_us) as f64 / 1e6;
+    res.admitted = server_sample();
+
+    // Hold: the measured period.
+    stats.set_phase(Phase::Hold);
+    let _ = phase_tx.send(Phase::Hold);
+    res.hold_start = server_sample();
+    let hold_began = Instant::now();
+    while hold_began.elapsed() < plan.hold {
+        progress.tick(&ctx, "hold", hold_began).await;
+    }
+    let hold_s = hold_began.elapsed().as_secs_f64();
+    res.hold_end = server_sample();
+
+    // Drain, then close.
+    stats.set_phase(Phase::Drain);
+    let _ = phase_tx.send(Phase::Drain);
+    let drain_began = Instant::now();
+    while drain_began.elapsed() < DRAIN {
+        progress.tick(&ctx, "drain", drain_began).await;
+    }
+    stats.set_phase(Phase::Done);
+    let _ = phase_tx.send(Phase::Done);
+    let closing = async { while sessions.join_next().await.is_some() {} };
+    let stuck = match tokio::time::timeout(CLOSE_DEADLINE, closing).await {
+        Ok(()) => 0,
+        Err(_) => {
+            let left = sessions.len() as u64;
+            sessions.abort_all();
+            left
+        }
+    };
+    progress.finish();
+    res.end = server_sample();
+    let timing = Timing {
+        admit_s,
+        hold_s,
+        stuck,
+        admission_incomplete,
+    };
+    Ok((stats, res, timing))
+}
+
+/// `POST /api/rooms` for every room, a few at a time.
+async fn create_rooms(addr: SocketAddr, count: usize) -> Result<Vec<RoomCtx>, String> {
+    let mut rooms: Vec<Option<RoomCtx>> = (0..count).map(|_| None).collect();
+    let mut pending = JoinSet::new();
+    let mut next = 0;
+    while next < count || !pending.is_empty() {
+        while next < count && pending.len() < CREATE_CONCURRENCY {
+            let i = next;
+            next += 1;
+            pending
+                .spawn(async move { (i, server::create_room(addr, &format!("bench {i}")).await) });
+        }
+        if let Some(joined) = pending.join_next().await {
+            let (i, created) = joined.map_err(|e| format!("room creation task: {e}"))?;
+            let created = created?;
+            rooms[i] = Some(RoomCtx {
+                id: created.id,
+                host_token: created.host_token,
+                tally: RoomTally::default(),
+            });
+        }
+    }
+    // Every slot was filled by the loop above (an error returned early).
+    Ok(rooms.into_iter().flatten().collect())
+}
+
+/// The progress line on stderr: once a second, overwritten in place on a terminal.
+struct Progress {
+    /// Server pid for memory and CPU, if the bench started it.
+    server_pid: Option<String>,
+    /// Overwrite the line (terminal) or print every fifth line (log file).
+    in_place: bool,
+    /// Previous reading: (fan-out samples, chat samples, server CPU s, when).
+    last: std::sync::Mutex<(u64, u64, f64, Instant)>,
+    /// Lines printed, to thin out non-terminal output.
+    lines: std::sync::atomic::AtomicU64,
+}
+
+impl Progress {
+    fn new(server_pid: Option<String>) -> Self {
+        let cpu = server_pid
+            .as_deref()
+            .and_then(sample)
+            .map_or(0.0, |s| s.cpu_s);
+        Progress {
+            server_pid,
+            in_place: std::io::stderr().is_terminal(),
+            last: std::sync::Mutex::new((0, 0, cpu, Instant::now())),
+            lines: std::sync::atomic::AtomicU64::new(0),
+        }
+    }
+
+    /// Sleeps up to a second (less if the phase's work may be done sooner), then reports.
+    async fn tick(&self, ctx: &Ctx, phase: &str, since: Instant) {
+        sleep(Duration::from_millis(if phase == "admit" {
+            100
+        } else {
+            1000
+        }))
+        .await;
+        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+        let now = Instant::now();
+        let dt = now.duration_since(last.3).as_secs_f64();
+        if dt < 1.0 {
+            return;
+        }
+        let stats = &ctx.stats;
+        let fanout = stats.fanout.snapshot().len();
+        let chat = stats.chat.snapshot().len();
+        let srv = self.server_pid.as_deref().and_then(sample);
+        let cpu = srv.map_or(0.0, |s| s.cpu_s);
+        let server = srv.map_or(String::new(), |s| {
+            format!(
+                "  server {:.0} MiB, {:.0}% CPU",
+                s.rss as f64 / 1048576.0,
+                (cpu - last.2) / dt * 100.0
+            )
+        });
+        let line = format!(
+            "[{phase} {:>5.1}s] admitted {}/{}  fan-out {:.0}/s  chat {:.0}/s  errors {}{server}",
+            now.duration_since(since).as_secs_f64(),
+            stats.admitted.load(Relaxed),
+            ctx.plan.sessions(),
+            (fanout - last.0) as f64 / dt,
+            (chat - last.1) as f64 / dt,
+            stats.errors(),
+        );
+        *last = (fanout, chat, cpu, now);
+        let n = self.lines.fetch_add(1, Relaxed);
+        let mut err = std::io::stderr().lock();
+        if self.in_place {
+            let _ = write!(err, "\r{line:<120}");
+        } else if n % 5 == 0 {
+            let _ = writeln!(err, "{line}");
+        }
+        let _ = err.flush();
+    }
+
+    /// Ends the in-place line.
+    fn finish(&self) {
+        if self.in_place {
+            eprintln!();
+        }
+    }
+}
