@@ -12,11 +12,11 @@
 
 mod client;
 mod plan;
+mod progress;
 mod report;
 mod server;
 mod stats;
 
-use std::io::{IsTerminal, Write};
 use std::net::SocketAddr;
 use std::process::ExitCode;
 use std::sync::atomic::Ordering::Relaxed;
@@ -30,8 +30,9 @@ use tokio::time::{sleep, Instant};
 
 use client::{Ctx, RoomCtx};
 use plan::{Options, Plan};
+use progress::Progress;
 use report::{Resources, Timing};
-use server::{sample, Spawned};
+use server::{machine_cpu, sample, Spawned};
 use stats::{Phase, RoomTally, Stats};
 
 /// Rooms created at once over REST.
@@ -154,7 +155,7 @@ async fn drive(
         }
     }
     drop(phase_rx);
-    let progress = Progress::new(server_pid.clone());
+    let mut progress = Progress::new(server_pid.clone(), &ctx);
     let total = plan.sessions() as u64;
     let deadline = begin + gap * total as u32 + ADMISSION_SLACK;
     let mut admission_incomplete = false;
@@ -168,7 +169,9 @@ async fn drive(
             eprintln!("\nload: admission deadline passed with {done} of {total} sessions settled");
             break;
         }
-        progress.tick(&ctx, "admit", begin).await;
+        progress
+            .tick(&ctx, "admit", begin, Duration::from_millis(100))
+            .await;
     }
     let admit_s = stats.last_admit_us.load(Relaxed).saturating_sub(begin_us) as f64 / 1e6;
     res.admitted = server_sample();
@@ -177,19 +180,38 @@ async fn drive(
     stats.set_phase(Phase::Hold);
     let _ = phase_tx.send(Phase::Hold);
     res.hold_start = server_sample();
+    let machine_start = machine_cpu();
+    let bench_start = sample("self");
     let hold_began = Instant::now();
     while hold_began.elapsed() < plan.hold {
-        progress.tick(&ctx, "hold", hold_began).await;
+        progress
+            .tick(&ctx, "hold", hold_began, Duration::from_millis(250))
+            .await;
     }
     let hold_s = hold_began.elapsed().as_secs_f64();
     res.hold_end = server_sample();
+    // What everything else on the machine used meanwhile: the bench shares its cores.
+    if let (Some(m0), Some(m1), Some(b0), Some(b1)) =
+        (machine_start, machine_cpu(), bench_start, sample("self"))
+    {
+        let server = res
+            .hold_start
+            .zip(res.hold_end)
+            .map_or(0.0, |(a, b)| b.cpu_s - a.cpu_s);
+        let bench = b1.cpu_s - b0.cpu_s;
+        res.others_cores_hold = Some(((m1.busy_s - m0.busy_s - server - bench) / hold_s).max(0.0));
+        res.steal_pct_hold =
+            Some((m1.steal_s - m0.steal_s) / (m1.total_s - m0.total_s).max(1e-9) * 100.0);
+    }
 
     // Drain, then close.
     stats.set_phase(Phase::Drain);
     let _ = phase_tx.send(Phase::Drain);
     let drain_began = Instant::now();
     while drain_began.elapsed() < DRAIN {
-        progress.tick(&ctx, "drain", drain_began).await;
+        progress
+            .tick(&ctx, "drain", drain_began, Duration::from_millis(250))
+            .await;
     }
     stats.set_phase(Phase::Done);
     let _ = phase_tx.send(Phase::Done);
@@ -202,7 +224,7 @@ async fn drive(
             left
         }
     };
-    progress.finish();
+    res.timeline = progress.finish();
     res.end = server_sample();
     let timing = Timing {
         admit_s,
@@ -237,84 +259,4 @@ async fn create_rooms(addr: SocketAddr, count: usize) -> Result<Vec<RoomCtx>, St
     }
     // Every slot was filled by the loop above (an error returned early).
     Ok(rooms.into_iter().flatten().collect())
-}
-
-/// The progress line on stderr: once a second, overwritten in place on a terminal.
-struct Progress {
-    /// Server pid for memory and CPU, if the bench started it.
-    server_pid: Option<String>,
-    /// Overwrite the line (terminal) or print every fifth line (log file).
-    in_place: bool,
-    /// Previous reading: (fan-out samples, chat samples, server CPU s, when).
-    last: std::sync::Mutex<(u64, u64, f64, Instant)>,
-    /// Lines printed, to thin out non-terminal output.
-    lines: std::sync::atomic::AtomicU64,
-}
-
-impl Progress {
-    fn new(server_pid: Option<String>) -> Self {
-        let cpu = server_pid
-            .as_deref()
-            .and_then(sample)
-            .map_or(0.0, |s| s.cpu_s);
-        Progress {
-            server_pid,
-            in_place: std::io::stderr().is_terminal(),
-            last: std::sync::Mutex::new((0, 0, cpu, Instant::now())),
-            lines: std::sync::atomic::AtomicU64::new(0),
-        }
-    }
-
-    /// Sleeps up to a second (less if the phase's work may be done sooner), then reports.
-    async fn tick(&self, ctx: &Ctx, phase: &str, since: Instant) {
-        sleep(Duration::from_millis(if phase == "admit" {
-            100
-        } else {
-            1000
-        }))
-        .await;
-        let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
-        let now = Instant::now();
-        let dt = now.duration_since(last.3).as_secs_f64();
-        if dt < 1.0 {
-            return;
-        }
-        let stats = &ctx.stats;
-        let fanout = stats.fanout.snapshot().len();
-        let chat = stats.chat.snapshot().len();
-        let srv = self.server_pid.as_deref().and_then(sample);
-        let cpu = srv.map_or(0.0, |s| s.cpu_s);
-        let server = srv.map_or(String::new(), |s| {
-            format!(
-                "  server {:.0} MiB, {:.0}% CPU",
-                s.rss as f64 / 1048576.0,
-                (cpu - last.2) / dt * 100.0
-            )
-        });
-        let line = format!(
-            "[{phase} {:>5.1}s] admitted {}/{}  fan-out {:.0}/s  chat {:.0}/s  errors {}{server}",
-            now.duration_since(since).as_secs_f64(),
-            stats.admitted.load(Relaxed),
-            ctx.plan.sessions(),
-            (fanout - last.0) as f64 / dt,
-            (chat - last.1) as f64 / dt,
-            stats.errors(),
-        );
-        *last = (fanout, chat, cpu, now);
-        let n = self.lines.fetch_add(1, Relaxed);
-        let mut err = std::io::stderr().lock();
-        if self.in_place {
-            let _ = write!(err, "\r{line:<120}");
-        } else if n % 5 == 0 {
-            let _ = writeln!(err, "{line}");
-        }
-        let _ = err.flush();
-    }
-
-    /// Ends the in-place line.
-    fn finish(&self) {
-        if self.in_place {
-            eprintln!();
-        }
-    }
 }

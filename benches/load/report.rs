@@ -11,7 +11,7 @@ use crate::server::ProcSample;
 use crate::stats::{Phase, Stats};
 
 /// Server (and bench) resource readings at the points of the run that matter.
-#[derive(Clone, Copy, Debug, Default)]
+#[derive(Clone, Debug, Default)]
 pub struct Resources {
     /// Server right after start, before any room: the baseline for per-session memory.
     pub idle: Option<ProcSample>,
@@ -25,6 +25,13 @@ pub struct Resources {
     pub end: Option<ProcSample>,
     /// The load generator itself at the end.
     pub bench: Option<ProcSample>,
+    /// Cores used on average by every other process during the hold: the bench's and the
+    /// server's share of a machine others work on too.
+    pub others_cores_hold: Option<f64>,
+    /// Share of CPU time the hypervisor gave to other machines during the hold.
+    pub steal_pct_hold: Option<f64>,
+    /// One row per second of the run.
+    pub timeline: Vec<Value>,
 }
 
 /// Wall-clock facts of the run.
@@ -179,7 +186,12 @@ pub fn build(
         },
         "server": server,
         "bench": res.bench.map(|b| json!({ "cpu_s": round2(b.cpu_s), "peak_rss_mib": mib(b.hwm) })),
+        "machine": {
+            "others_cores_hold": res.others_cores_hold.map(round2),
+            "steal_pct_hold": res.steal_pct_hold.map(round1),
+        },
         "errors": errors,
+        "timeline": res.timeline,
     });
     report["targets"] = targets(plan, &report);
     report
@@ -357,6 +369,15 @@ pub fn table(r: &Value) -> String {
         row(
             "load generator",
             format!("{} CPU s, peak RSS {} MiB", b["cpu_s"], b["peak_rss_mib"]),
+        );
+    }
+    if let Some(others) = r["machine"]["others_cores_hold"].as_f64() {
+        row(
+            "other processes (hold)",
+            format!(
+                "{others} cores on average; steal {}%",
+                r["machine"]["steal_pct_hold"]
+            ),
         );
     }
     let e = &r["errors"];

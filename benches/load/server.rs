@@ -187,6 +187,35 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// Whole-machine CPU time from the first line of /proc/stat, in seconds summed over cores.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct MachineCpu {
+    /// user + nice + system + irq + softirq.
+    pub busy_s: f64,
+    /// Time the hypervisor ran something else on our virtual CPUs.
+    pub steal_s: f64,
+    /// Every state counted.
+    pub total_s: f64,
+}
+
+/// Reads the machine's CPU time (to tell how much other processes used during a run).
+pub fn machine_cpu() -> Option<MachineCpu> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let line = stat.lines().next()?.strip_prefix("cpu ")?;
+    let v: Vec<f64> = line
+        .split_whitespace()
+        .map(|x| x.parse::<f64>().unwrap_or(0.0))
+        .collect();
+    let get = |i: usize| v.get(i).copied().unwrap_or(0.0);
+    let hz = clock_ticks_per_second();
+    // user nice system idle iowait irq softirq steal
+    Some(MachineCpu {
+        busy_s: (get(0) + get(1) + get(2) + get(5) + get(6)) / hz,
+        steal_s: get(7) / hz,
+        total_s: (0..8).map(get).sum::<f64>() / hz,
+    })
+}
+
 /// The kernel's USER_HZ, the unit of utime/stime.
 fn clock_ticks_per_second() -> f64 {
     static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
