@@ -297,6 +297,10 @@ struct PlaybackLite {
     position: f64,
     /// Detects gaps.
     seq: u64,
+    /// After a pause: the room's clock when it applied it.
+    anchor: f64,
+    /// Tells pauses (whose anchor is "now" at the room) from scheduled starts.
+    paused: bool,
 }
 
 /// The parts of `welcome` the bench uses.
@@ -347,6 +351,10 @@ struct ChatFrame<'a> {
 struct PongFrame {
     /// Our send time (ms since time zero).
     t0: f64,
+    /// Server receive time (server ms).
+    t1: f64,
+    /// Server send time (server ms).
+    t2: f64,
 }
 
 /// `error`.
@@ -429,6 +437,21 @@ impl Session<'_> {
                     }
                     self.last_seq = self.last_seq.max(seq);
                     self.tally.max_seq.fetch_max(seq, Relaxed);
+                    // A pause is stamped with the room's clock when applied: it splits the
+                    // latency into the way to the room and the way out to the members.
+                    if let (true, Some(offset)) = (p.playback.paused, stats.clock_offset_ms()) {
+                        let applied_us = ((p.playback.anchor - offset) * 1000.0) as i64;
+                        if p.by.as_deref() == Some(self.me.as_str()) {
+                            let sent_us = (p.playback.position * 1e6).round() as i64;
+                            stats
+                                .control_up
+                                .record((applied_us - sent_us).max(0) as u64);
+                        } else {
+                            stats
+                                .control_down
+                                .record((now_us - applied_us).max(0) as u64);
+                        }
+                    }
                     if p.by.as_deref().is_some_and(|by| by != self.me) {
                         let sent_us = (p.playback.position * 1e6).round() as i64;
                         let latency = now_us - sent_us;
@@ -479,10 +502,17 @@ impl Session<'_> {
             },
             Some("pong") => match serde_json::from_str::<PongFrame>(text) {
                 Ok(p) => {
-                    let rtt_ms = now_us as f64 / 1000.0 - p.t0;
+                    let t3 = now_us as f64 / 1000.0;
+                    let rtt_ms = t3 - p.t0;
                     self.rtt_ms = rtt_ms.max(0.0);
+                    stats.clock_sample(p.t0, p.t1, p.t2, t3);
                     if stats.phase() == Phase::Hold {
-                        stats.ping.record((rtt_ms * 1000.0).max(0.0) as u64);
+                        let us = |ms: f64| (ms * 1000.0).max(0.0) as u64;
+                        stats.ping.record(us(rtt_ms));
+                        if let Some(offset) = stats.clock_offset_ms() {
+                            stats.ping_up.record(us(p.t1 - offset - p.t0));
+                            stats.ping_down.record(us(t3 - (p.t2 - offset)));
+                        }
                     }
                 }
                 Err(e) => stats.problem(&stats.bad_frames, || format!("bad pong: {e}")),

@@ -180,6 +180,7 @@ async fn drive(
     stats.set_phase(Phase::Hold);
     let _ = phase_tx.send(Phase::Hold);
     res.hold_start = server_sample();
+    let lag_probe = tokio::spawn(probe_lag(Arc::clone(&stats)));
     let machine_start = machine_cpu();
     let bench_start = sample("self");
     let hold_began = Instant::now();
@@ -204,6 +205,7 @@ async fn drive(
             Some((m1.steal_s - m0.steal_s) / (m1.total_s - m0.total_s).max(1e-9) * 100.0);
     }
 
+    lag_probe.abort();
     // Drain, then close.
     stats.set_phase(Phase::Drain);
     let _ = phase_tx.send(Phase::Drain);
@@ -233,6 +235,17 @@ async fn drive(
         admission_incomplete,
     };
     Ok((stats, res, timing))
+}
+
+/// Measures how late the bench's runtime runs a timer (until aborted at the end of the hold).
+async fn probe_lag(stats: Arc<Stats>) {
+    const PERIOD: Duration = Duration::from_millis(10);
+    loop {
+        let before = Instant::now();
+        sleep(PERIOD).await;
+        let late = before.elapsed().saturating_sub(PERIOD);
+        stats.bench_lag.record(late.as_micros() as u64);
+    }
 }
 
 /// `POST /api/rooms` for every room, a few at a time.

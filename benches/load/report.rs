@@ -174,6 +174,14 @@ pub fn build(
             "delivered_per_s": round1(chat.len() as f64 / timing.hold_s.max(1e-9)),
         },
         "ping_rtt": latency_json(&stats.ping.snapshot()),
+        // Where the time goes (clock offset from the best ping; pauses only for controls).
+        "split": {
+            "control_to_room": latency_json(&stats.control_up.snapshot()),
+            "room_to_member": latency_json(&stats.control_down.snapshot()),
+            "ping_to_server": latency_json(&stats.ping_up.snapshot()),
+            "pong_to_bench": latency_json(&stats.ping_down.snapshot()),
+            "bench_timer_lag": latency_json(&stats.bench_lag.snapshot()),
+        },
         "churn": {
             "leaves": stats.churn_leaves.load(Relaxed),
             "rejoin": latency_json(&stats.rejoin.snapshot()),
@@ -316,6 +324,12 @@ pub fn table(r: &Value) -> String {
         );
     }
     row("ping round trip (hold)", lat(&r["ping_rtt"]));
+    let split = &r["split"];
+    row("  host → room (pause)", lat(&split["control_to_room"]));
+    row("  room → member (pause)", lat(&split["room_to_member"]));
+    row("  ping → server", lat(&split["ping_to_server"]));
+    row("  pong → bench", lat(&split["pong_to_bench"]));
+    row("bench timer lateness", lat(&split["bench_timer_lag"]));
     if r["churn"]["leaves"].as_u64().unwrap_or(0) > 0 {
         row(
             "churn",

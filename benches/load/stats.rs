@@ -93,6 +93,21 @@ pub struct Stats {
     pub chat: Latency,
     /// `ping` → `pong` round trip, during the hold.
     pub ping: Latency,
+    /// Ping, bench → server's `t1` stamp (client write, kernel, server read and decode).
+    pub ping_up: Latency,
+    /// Pong, server's `t2` stamp → bench (server write, kernel, bench read).
+    pub ping_down: Latency,
+    /// Host sends `pause` → the room applies it (its `anchor` is the room's clock then):
+    /// the host's session, the room's mailbox and queue.
+    pub control_up: Latency,
+    /// The room applies `pause` → a member reads its `playback`: delivery to every session,
+    /// their writes, the kernel, the bench's reading.
+    pub control_down: Latency,
+    /// How late a 10 ms timer on the bench's runtime fires during the hold: when this is
+    /// large, the bench itself (not the server) is slow to read what arrives.
+    pub bench_lag: Latency,
+    /// Best clock-sync sample: (round trip without server time, server ms − bench ms).
+    clock: Mutex<Option<(f64, f64)>>,
     /// Sessions that got their first `welcome`.
     pub admitted: AtomicU64,
     /// Sessions that gave up before their first `welcome`.
@@ -142,6 +157,12 @@ impl Stats {
             fanout: Latency::new(),
             chat: Latency::new(),
             ping: Latency::new(),
+            ping_up: Latency::new(),
+            ping_down: Latency::new(),
+            control_up: Latency::new(),
+            control_down: Latency::new(),
+            bench_lag: Latency::new(),
+            clock: Mutex::new(None),
             admitted: AtomicU64::new(0),
             admit_failed: AtomicU64::new(0),
             last_admit_us: AtomicU64::new(0),
@@ -161,6 +182,25 @@ impl Stats {
             traffic: Default::default(),
             problems: Mutex::new(Vec::new()),
         }
+    }
+
+    /// Feeds one ping exchange (bench ms `t0`, `t3`; server ms `t1`, `t2`) to the clock
+    /// offset estimate, keeping the exchange with the least network time (NTP's rule).
+    pub fn clock_sample(&self, t0: f64, t1: f64, t2: f64, t3: f64) {
+        let rtt = (t3 - t0) - (t2 - t1);
+        let offset = ((t1 - t0) + (t2 - t3)) / 2.0;
+        let mut best = self.clock.lock().unwrap_or_else(|p| p.into_inner());
+        if best.is_none_or(|(r, _)| rtt < r) {
+            *best = Some((rtt, offset));
+        }
+    }
+
+    /// Server ms − bench ms, once a ping has been answered.
+    pub fn clock_offset_ms(&self) -> Option<f64> {
+        self.clock
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .map(|(_, o)| o)
     }
 
     /// Microseconds since time zero.
