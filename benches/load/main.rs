@@ -126,7 +126,7 @@ async fn drive(
     sleep(SETTLE).await;
     res.idle = server_sample();
 
-    let rooms = create_rooms(addr, plan.rooms).await?;
+    let rooms = create_rooms(addr, plan.rooms, plan.room_rate).await?;
     let ctx = Arc::new(Ctx {
         plan: plan.clone(),
         addr,
@@ -226,7 +226,10 @@ async fn drive(
             left
         }
     };
-    res.timeline = progress.finish();
+    (res.timeline, res.quiet) = {
+        let (timeline, quiet) = progress.finish();
+        (timeline, Some(quiet))
+    };
     res.end = server_sample();
     let timing = Timing {
         admit_s,
@@ -249,7 +252,14 @@ async fn probe_lag(stats: Arc<Stats>) {
 }
 
 /// `POST /api/rooms` for every room, a few at a time.
-async fn create_rooms(addr: SocketAddr, count: usize) -> Result<Vec<RoomCtx>, String> {
+/// Paced at `rate` rooms per second when given: a room's periodic work (presence) runs on a
+/// timer started at its creation, so rooms created in one burst all tick at the same moment.
+async fn create_rooms(
+    addr: SocketAddr,
+    count: usize,
+    rate: Option<f64>,
+) -> Result<Vec<RoomCtx>, String> {
+    let begin = Instant::now();
     let mut rooms: Vec<Option<RoomCtx>> = (0..count).map(|_| None).collect();
     let mut pending = JoinSet::new();
     let mut next = 0;
@@ -257,6 +267,9 @@ async fn create_rooms(addr: SocketAddr, count: usize) -> Result<Vec<RoomCtx>, St
         while next < count && pending.len() < CREATE_CONCURRENCY {
             let i = next;
             next += 1;
+            if let Some(rate) = rate {
+                tokio::time::sleep_until(begin + Duration::from_secs_f64(i as f64 / rate)).await;
+            }
             pending
                 .spawn(async move { (i, server::create_room(addr, &format!("bench {i}")).await) });
         }

@@ -69,6 +69,11 @@ pub struct Options {
     #[arg(long)]
     pub connect_rate: Option<f64>,
 
+    /// Rooms created per second before the members connect (default: as fast as the server
+    /// answers, 16 at a time).
+    #[arg(long)]
+    pub room_rate: Option<f64>,
+
     /// Amplitude (ms) of the random drift each member reports in `status`; a viewer in sync
     /// reports a few ms, so the default stays inside the server's smallest drift band.
     #[arg(long, default_value_t = 20.0)]
@@ -137,6 +142,8 @@ pub struct Plan {
     pub chat_rate: f64,
     /// New connections per second.
     pub connect_rate: f64,
+    /// Rooms created per second, if paced.
+    pub room_rate: Option<f64>,
     /// Churn: how long a non-host member stays before leaving (uniform in this range).
     pub churn_lifetime: Option<(Duration, Duration)>,
     /// Amplitude of the reported drift.
@@ -192,6 +199,7 @@ impl Plan {
             control_rate: o.control_rate.unwrap_or(control),
             chat_rate: o.chat_rate.unwrap_or(chat),
             connect_rate: o.connect_rate.unwrap_or(connect),
+            room_rate: o.room_rate,
             churn_lifetime,
             drift_jitter_ms: o.drift_jitter_ms,
             buffering_rate: o.buffering_rate,
@@ -220,6 +228,9 @@ impl Plan {
             if !rate.is_finite() || rate < 0.0 {
                 return Err(format!("{name} must be a non-negative number"));
             }
+        }
+        if self.room_rate.is_some_and(|r| !r.is_finite() || r <= 0.0) {
+            return Err("--room-rate must be a positive number".into());
         }
         if !self.connect_rate.is_finite() || self.connect_rate <= 0.0 {
             return Err("--connect-rate must be a positive number".into());

@@ -45,6 +45,26 @@ pub struct Progress {
     timeline: Vec<Value>,
     /// When the run started (row times count from here).
     begin: Instant,
+    /// Fan-out samples of hold seconds in which other processes left the bench and server
+    /// their share of the machine (see `QUIET_OTHERS_PCT`).
+    quiet_fanout: Histogram<u64>,
+    /// Hold seconds counted as quiet, and all hold seconds.
+    quiet_seconds: (u32, u32),
+}
+
+/// A second is "quiet" when everything but the server and the bench used less than this
+/// share of one core: the machine's two cores are shared with other people's work, which
+/// otherwise shows up as latency of its own.
+pub const QUIET_OTHERS_PCT: f64 = 25.0;
+
+/// What the quiet hold seconds measured.
+pub struct Quiet {
+    /// Fan-out latency in those seconds.
+    pub fanout: Histogram<u64>,
+    /// How many hold seconds were quiet.
+    pub seconds: u32,
+    /// How many hold seconds there were.
+    pub of: u32,
 }
 
 fn ms(us: u64) -> f64 {
@@ -72,6 +92,8 @@ impl Progress {
             server_pid,
             timeline: Vec::new(),
             begin: Instant::now(),
+            quiet_fanout: ctx.stats.fanout.snapshot(),
+            quiet_seconds: (0, 0),
         }
     }
 
@@ -120,6 +142,13 @@ impl Progress {
             "others_cpu_pct": others_pct,
             "steal_pct": steal_pct,
         });
+        if phase == "hold" {
+            self.quiet_seconds.1 += 1;
+            if others_pct < QUIET_OTHERS_PCT {
+                self.quiet_seconds.0 += 1;
+                let _ = self.quiet_fanout.add(&fanout_row);
+            }
+        }
         let show = |v: &Value| v.as_f64().map_or("-".to_owned(), |x| x.to_string());
         let line = format!(
             "[{phase} {:>5.1}s] admitted {}/{}  fan-out {}/s p99 {} ms  ping p99 {} ms  chat {}/s  errors {}  server {} MiB {}%  bench {}%  others {}%  steal {}%",
@@ -156,11 +185,16 @@ impl Progress {
         self.timeline.push(row);
     }
 
-    /// Ends the in-place line and hands over the timeline.
-    pub fn finish(self) -> Vec<Value> {
+    /// Ends the in-place line and hands over the timeline and the quiet seconds' figures.
+    pub fn finish(self) -> (Vec<Value>, Quiet) {
         if self.in_place {
             eprintln!();
         }
-        self.timeline
+        let quiet = Quiet {
+            fanout: self.quiet_fanout,
+            seconds: self.quiet_seconds.0,
+            of: self.quiet_seconds.1,
+        };
+        (self.timeline, quiet)
     }
 }

@@ -7,11 +7,12 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
 use crate::plan::{Plan, Scenario};
+use crate::progress::{Quiet, QUIET_OTHERS_PCT};
 use crate::server::ProcSample;
 use crate::stats::{Phase, Stats};
 
 /// Server (and bench) resource readings at the points of the run that matter.
-#[derive(Clone, Debug, Default)]
+#[derive(Default)]
 pub struct Resources {
     /// Server right after start, before any room: the baseline for per-session memory.
     pub idle: Option<ProcSample>,
@@ -32,6 +33,8 @@ pub struct Resources {
     pub steal_pct_hold: Option<f64>,
     /// One row per second of the run.
     pub timeline: Vec<Value>,
+    /// Fan-out in the hold seconds other processes left alone.
+    pub quiet: Option<Quiet>,
 }
 
 /// Wall-clock facts of the run.
@@ -148,6 +151,7 @@ pub fn build(
             "control_rate": plan.control_rate,
             "chat_rate": plan.chat_rate,
             "connect_rate": plan.connect_rate,
+            "room_rate": plan.room_rate,
             "churn": plan.churn_lifetime.map(|(lo, hi)| json!([lo.as_secs_f64(), hi.as_secs_f64()])),
             "drift_jitter_ms": plan.drift_jitter_ms,
             "buffering_rate": plan.buffering_rate,
@@ -167,6 +171,12 @@ pub fn build(
             "controls_sent": stats.controls_sent.load(Relaxed),
             "latency": latency_json(&fanout),
             "deliveries_per_s": round1(fanout.len() as f64 / timing.hold_s.max(1e-9)),
+            "quiet_seconds": res.quiet.as_ref().map(|q| json!({
+                "others_below_pct_of_a_core": QUIET_OTHERS_PCT,
+                "seconds": q.seconds,
+                "of": q.of,
+                "latency": latency_json(&q.fanout),
+            })),
         },
         "chat": {
             "sent": stats.chats_sent.load(Relaxed),
@@ -306,6 +316,19 @@ pub fn table(r: &Value) -> String {
     );
     row("connect+join", lat(&a["join"]));
     row("fan-out (control → member)", lat(&r["fanout"]["latency"]));
+    let quiet = &r["fanout"]["quiet_seconds"];
+    if !quiet.is_null() {
+        row(
+            "  in quiet seconds",
+            format!(
+                "{} ({} of {} hold seconds with other processes < {}% of a core)",
+                lat(&quiet["latency"]),
+                quiet["seconds"],
+                quiet["of"],
+                quiet["others_below_pct_of_a_core"]
+            ),
+        );
+    }
     row(
         "fan-out deliveries",
         format!(
