@@ -177,6 +177,7 @@ async fn life(
         last_chat: 0,
         rtt_ms: 0.0,
         buffering_until: None,
+        reported_buffering: false,
         controls: 0,
         label: member_ix,
     };
@@ -261,6 +262,8 @@ struct Session<'a> {
     rtt_ms: f64,
     /// End of the current simulated buffering spell.
     buffering_until: Option<Instant>,
+    /// The buffering state last reported, to notice flips.
+    reported_buffering: bool,
     /// Controls sent, to cycle through play/seek/seek/pause.
     controls: u64,
     /// Member index, for chat text.
@@ -344,6 +347,24 @@ struct ChatFrame<'a> {
     /// The message.
     #[serde(borrow)]
     message: ChatLite<'a>,
+}
+
+/// The entry fields the host needs to time buffering flips.
+#[derive(Deserialize)]
+struct EntryLite<'a> {
+    /// Participant id.
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+    /// Reported buffering state.
+    buffering: bool,
+}
+
+/// `presence`, as far as the host reads it.
+#[derive(Deserialize)]
+struct PresenceFrame<'a> {
+    /// Changed entries.
+    #[serde(borrow)]
+    participants: Vec<EntryLite<'a>>,
 }
 
 /// `pong`.
@@ -517,11 +538,14 @@ impl Session<'_> {
                 }
                 Err(e) => stats.problem(&stats.bad_frames, || format!("bad pong: {e}")),
             },
-            Some("presence" | "joined" | "left" | "host" | "room") => {
+            Some(kind @ ("presence" | "joined" | "left" | "host" | "room")) => {
                 traffic
                     .membership_bytes
                     .fetch_add(text.len() as u64, Relaxed);
                 traffic.membership_frames.fetch_add(1, Relaxed);
+                if self.is_host && kind == "presence" {
+                    self.time_flips(text, now_us);
+                }
             }
             Some("error") => {
                 let e: Option<ErrorFrame> = serde_json::from_str(text).ok();
@@ -535,6 +559,26 @@ impl Session<'_> {
             _ => {
                 let head: String = text.chars().take(80).collect();
                 stats.problem(&stats.bad_frames, || format!("unexpected frame: {head}"));
+            }
+        }
+    }
+
+    /// The host times how long members' buffering flips take to show up in `presence`.
+    fn time_flips(&self, text: &str, now_us: i64) {
+        let stats = self.stats;
+        let Ok(p) = serde_json::from_str::<PresenceFrame>(text) else {
+            stats.problem(&stats.bad_frames, || "bad presence frame".into());
+            return;
+        };
+        let mut flips = self.tally.flips.lock().unwrap_or_else(|p| p.into_inner());
+        for entry in &p.participants {
+            if let Some(&(state, sent_us)) = flips.get(entry.id.as_ref()) {
+                if state == entry.buffering {
+                    flips.remove(entry.id.as_ref());
+                    stats
+                        .presence_lag
+                        .record((now_us - sent_us as i64).max(0) as u64);
+                }
             }
         }
     }
@@ -695,12 +739,21 @@ impl Session<'_> {
         {
             self.buffering_until = Some(now + BUFFERING_SPELL);
         }
+        let buffering = self.buffering_until.is_some();
+        // Flips after the hold are not timed: they could not be shown before the end.
+        if buffering != self.reported_buffering && self.stats.phase() <= Phase::Hold {
+            self.stats.flips_sent.fetch_add(1, Relaxed);
+            self.tally
+                .flips
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(self.me.clone(), (buffering, self.stats.now_us()));
+        }
+        self.reported_buffering = buffering;
         let drift = (rng.unit() * 2.0 - 1.0) * plan.drift_jitter_ms;
         format!(
             r#"{{"type":"status","rtt_ms":{:.1},"drift_ms":{:.1},"buffering":{}}}"#,
-            self.rtt_ms,
-            drift,
-            self.buffering_until.is_some()
+            self.rtt_ms, drift, buffering
         )
     }
 
@@ -719,6 +772,15 @@ impl Session<'_> {
                     seq - self.last_seq
                 )
             });
+        }
+        if self.is_host {
+            let unseen = self
+                .tally
+                .flips
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .len();
+            stats.flips_unseen.fetch_add(unseen as u64, Relaxed);
         }
         let chat = self.tally.max_chat_id.load(Relaxed);
         if chat > self.last_chat {

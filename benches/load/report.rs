@@ -196,6 +196,11 @@ pub fn build(
             "leaves": stats.churn_leaves.load(Relaxed),
             "rejoin": latency_json(&stats.rejoin.snapshot()),
         },
+        "presence_lag": {
+            "flips_sent": stats.flips_sent.load(Relaxed),
+            "flips_unseen_at_end": stats.flips_unseen.load(Relaxed),
+            "latency": latency_json(&stats.presence_lag.snapshot()),
+        },
         "traffic_hold": {
             "frames_per_member_s": per_member_s(hold.frames.load(Relaxed), timing.hold_s),
             "bytes_per_member_s": per_member_s(hold.bytes.load(Relaxed), timing.hold_s),
@@ -360,6 +365,18 @@ pub fn table(r: &Value) -> String {
                 "{} leaves; rejoin {}",
                 r["churn"]["leaves"],
                 lat(&r["churn"]["rejoin"])
+            ),
+        );
+    }
+    let pl = &r["presence_lag"];
+    if pl["flips_sent"].as_u64().unwrap_or(0) > 0 {
+        row(
+            "buffering flip → host's presence",
+            format!(
+                "{}; {} flips, {} never shown by the end",
+                lat(&pl["latency"]),
+                pl["flips_sent"],
+                pl["flips_unseen_at_end"]
             ),
         );
     }

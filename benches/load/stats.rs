@@ -4,6 +4,7 @@
 //! each, taken once per sample (at most a few hundred thousand samples a second, far below
 //! where that lock would show up next to JSON parsing).
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -106,6 +107,13 @@ pub struct Stats {
     /// How late a 10 ms timer on the bench's runtime fires during the hold: when this is
     /// large, the bench itself (not the server) is slow to read what arrives.
     pub bench_lag: Latency,
+    /// A member's `buffering` flip (its `status` sent) → the flip shown to its room's host
+    /// in `presence`: how current the room's view of its members is.
+    pub presence_lag: Latency,
+    /// Buffering flips members reported.
+    pub flips_sent: AtomicU64,
+    /// Flips still not shown to the host when the run ended.
+    pub flips_unseen: AtomicU64,
     /// Best clock-sync sample: (round trip without server time, server ms − bench ms).
     clock: Mutex<Option<(f64, f64)>>,
     /// Sessions that got their first `welcome`.
@@ -162,6 +170,9 @@ impl Stats {
             control_up: Latency::new(),
             control_down: Latency::new(),
             bench_lag: Latency::new(),
+            presence_lag: Latency::new(),
+            flips_sent: AtomicU64::new(0),
+            flips_unseen: AtomicU64::new(0),
             clock: Mutex::new(None),
             admitted: AtomicU64::new(0),
             admit_failed: AtomicU64::new(0),
@@ -265,4 +276,6 @@ pub struct RoomTally {
     pub max_seq: AtomicU64,
     /// Highest chat id any member of the room has seen.
     pub max_chat_id: AtomicU64,
+    /// Latest buffering flip per participant id not yet seen by the host: (state, sent µs).
+    pub flips: Mutex<HashMap<String, (bool, u64)>>,
 }
