@@ -21,8 +21,8 @@ use tokio::time::{sleep, sleep_until, timeout, Instant};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::{client_async, WebSocketStream};
 
-use crate::plan::Plan;
-use crate::stats::{Phase, RoomTally, Stats};
+use super::plan::Plan;
+use super::stats::{Phase, RoomTally, Stats};
 
 /// Longest wait for TCP connect plus the WebSocket upgrade.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);

@@ -12,8 +12,8 @@ use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
-use crate::client::Ctx;
-use crate::server::{machine_cpu, sample, MachineCpu};
+use super::client::Ctx;
+use super::server::{machine_cpu, sample, MachineCpu};
 
 /// The readings of the previous row.
 struct Last {

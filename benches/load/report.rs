@@ -6,10 +6,10 @@ use std::sync::atomic::Ordering::Relaxed;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
-use crate::plan::{Plan, Scenario};
-use crate::progress::{Quiet, QUIET_OTHERS_PCT};
-use crate::server::ProcSample;
-use crate::stats::{Phase, Stats};
+use super::plan::{Plan, Scenario};
+use super::progress::{Quiet, QUIET_OTHERS_PCT};
+use super::server::ProcSample;
+use super::stats::{Phase, Stats};
 
 /// Server (and bench) resource readings at the points of the run that matter.
 #[derive(Default)]
