@@ -445,6 +445,9 @@ impl Session<'_> {
         traffic.frames.fetch_add(1, Relaxed);
         let now_us = arrived.into_std().duration_since(stats.epoch).as_micros() as i64;
         let kind = frame_type(text);
+        if kind.as_deref() == Some("playback") {
+            traffic.playback_bytes.fetch_add(text.len() as u64, Relaxed);
+        }
         match kind.as_deref() {
             Some("playback") => match serde_json::from_str::<PlaybackFrame>(text) {
                 Ok(p) => {

@@ -205,6 +205,10 @@ pub fn build(
             "frames_per_member_s": per_member_s(hold.frames.load(Relaxed), timing.hold_s),
             "bytes_per_member_s": per_member_s(hold.bytes.load(Relaxed), timing.hold_s),
             "membership_bytes_per_member_s": per_member_s(hold.membership_bytes.load(Relaxed), timing.hold_s),
+            "non_playback_bytes_per_member_s": per_member_s(
+                hold.bytes.load(Relaxed) - hold.playback_bytes.load(Relaxed),
+                timing.hold_s,
+            ),
             "membership_frames": hold.membership_frames.load(Relaxed),
         },
         "server": server,
@@ -384,8 +388,11 @@ pub fn table(r: &Value) -> String {
     row(
         "traffic per member (hold)",
         format!(
-            "{} B/s in {} frames/s; membership/presence {} B/s",
-            t["bytes_per_member_s"], t["frames_per_member_s"], t["membership_bytes_per_member_s"]
+            "{} B/s in {} frames/s; all but playback {} B/s, of which membership/presence {} B/s",
+            t["bytes_per_member_s"],
+            t["frames_per_member_s"],
+            t["non_playback_bytes_per_member_s"],
+            t["membership_bytes_per_member_s"]
         ),
     );
     row(

@@ -47,6 +47,8 @@ pub struct Traffic {
     pub membership_bytes: AtomicU64,
     /// Membership and presence frames.
     pub membership_frames: AtomicU64,
+    /// `playback` bytes: the fan-out itself.
+    pub playback_bytes: AtomicU64,
     /// `welcome` bytes: one per join, grows with the room.
     pub welcome_bytes: AtomicU64,
 }
