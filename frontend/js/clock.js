@@ -9,12 +9,14 @@
 // samples with the lowest rtt are the most trustworthy: we keep a window of recent
 // samples and take the median offset of the few with the lowest rtt.
 
-export const DEFAULT_WINDOW = 12;
+// 30 samples at one per 2 s cover the last minute: enough for a few of them to have met
+// little queueing in both directions, short enough that clock drift does not matter.
+export const DEFAULT_WINDOW = 30;
 export const DEFAULT_BEST = 3;
 /** Pings sent back to back (after each pong or a short timeout) when the connection opens. */
-export const BURST_COUNT = 5;
+export const BURST_COUNT = 8;
 export const BURST_SPACING_MS = 120;
-export const STEADY_INTERVAL_MS = 3000;
+export const STEADY_INTERVAL_MS = 2000;
 /** A pong for a ping older than this is ignored (its sample would be meaningless). */
 export const MAX_SAMPLE_AGE_MS = 10_000;
 

@@ -3,21 +3,25 @@
 // drift = actual - expected (ms); positive means this player is ahead.
 //
 // Players with a continuous playbackRate (HTML5 <video>):
-//   |drift| <= deadBand            play at the room rate (no needless wobble)
-//   deadBand < |drift| < seekAt    rate = roomRate * (1 - gain * (|drift| - deadBand) * sign)
-//                                  clamped to ±maxNudge. The nudge is a continuous function
-//                                  of drift (zero at the dead-band edge), so it fades out as
-//                                  the gap closes instead of switching on and off.
-//   |drift| >= seekAt              seek to the expected position plus the measured seek
-//                                  latency, then let the rate nudge take the remainder.
+//   idle while |drift| <= deadBand: play at the room rate (no needless wobble);
+//   once |drift| > deadBand, correct until |drift| < settle (hysteresis, so the
+//   player does not hover at the dead-band edge):
+//       rate = roomRate * (1 - sign(drift) * gain * (|drift| - settle))
+//   clamped to ±maxNudge. The nudge shrinks smoothly to zero as the gap closes
+//   instead of switching on and off; the only step is the small one on engaging
+//   (gain * (deadBand - settle) = 0.64 %).
+//   |drift| >= seekAt: seek to the expected position plus the measured seek
+//   latency, then let the rate nudge take the remainder.
 // Players with coarse rates only (YouTube): seek when the smoothed drift exceeds a wider
 // threshold, never more often than the cooldown, since every seek there costs a rebuffer.
 
 export const HTML5_TUNING = Object.freeze({
   fineRate: true,
-  deadBandMs: 20,
-  /** Relative rate change per second of drift beyond the dead band: 100 ms off → 4 %. */
-  gainPerSecond: 0.5,
+  deadBandMs: 12,
+  /** Correction stops once the drift is this small. */
+  settleMs: 4,
+  /** Relative rate change per second of drift: 50 ms off → 3.7 %, a time constant of 1.25 s. */
+  gainPerSecond: 0.8,
   maxNudge: 0.08,
   seekThresholdMs: 1000,
   /** After a seek, wait this long before another seek for moderate drift. */
@@ -34,6 +38,7 @@ export const HTML5_TUNING = Object.freeze({
 export const YOUTUBE_TUNING = Object.freeze({
   fineRate: false,
   deadBandMs: 0,
+  settleMs: 0,
   gainPerSecond: 0,
   maxNudge: 0,
   seekThresholdMs: 750,
@@ -56,6 +61,7 @@ export class CorrectionController {
   reset() {
     this.filteredDriftMs = null;
     this.nudge = 0;
+    this.correcting = false;
   }
 
   /** Learns how long a seek takes on this player, to aim ahead by that much. */
@@ -91,7 +97,10 @@ export class CorrectionController {
     }
     if (!t.fineRate) return { action: 'rate', rate: roomRate, driftMs: smoothed };
 
-    const beyond = Math.max(0, Math.abs(smoothed) - t.deadBandMs) / 1000;
+    const size = Math.abs(smoothed);
+    if (size > t.deadBandMs) this.correcting = true;
+    else if (size < t.settleMs) this.correcting = false;
+    const beyond = this.correcting ? Math.max(0, size - t.settleMs) / 1000 : 0;
     const magnitude = Math.min(t.maxNudge, t.gainPerSecond * beyond);
     const target = -Math.sign(smoothed) * magnitude;
     // Apply only meaningful changes; always allow returning exactly to the room rate.

@@ -200,6 +200,7 @@ const ERROR_TEXT = {
 };
 
 function onServerError(message) {
+  state.lastErrorCode = typeof message.code === 'string' ? message.code : null;
   const text = ERROR_TEXT[message.code] || (typeof message.message === 'string' ? message.message : 'Something went wrong.');
   toast(text, 'error');
   if (message.code === 'invalid_name') storage.setName('');
@@ -218,9 +219,13 @@ function handleConnectionState(connectionState, detail) {
     engine.onDisconnected();
     setConnectionPill('closed', 'Disconnected');
     const replaced = /another tab/.test(detail || '');
-    showBanner(detail || 'Disconnected from the room.', replaced ? 'Join here as a new participant' : 'Reconnect', () => {
+    const badName = state.lastErrorCode === 'invalid_name';
+    const label = badName ? 'Choose another name' : replaced ? 'Join here as a new participant' : 'Reconnect';
+    showBanner(detail || 'Disconnected from the room.', label, async () => {
       if (replaced) storage.clearResumeToken(roomId);
       hideBanner();
+      if (badName) state.name = await askName();
+      state.lastErrorCode = null;
       engine.destroy();
       setChildren($('#player-host'));
       startSession();
@@ -602,6 +607,9 @@ function exposeTestHook() {
       playbackRate: engine.player && engine.player.video ? engine.player.video.playbackRate : null,
       autoplayBlocked: engine.autoplayBlocked,
       driftMs: engine.lastDriftMs,
+      startLeadMs: engine.startLeadMs,
+      arrivalLeadMs: engine.arrivalLeadMs,
+      lastStart: copy(engine.lastStart),
       clockOffsetMs: engine.clock.offsetMs,
       rttMs: engine.clock.rttMs,
       participants: copy(state.roster.list()),

@@ -13,6 +13,22 @@ export const TICK_MS = 250;
 export const STATUS_INTERVAL_MS = 1000;
 /** Paused or waiting players are moved when they sit further than this from the target. */
 export const PAUSED_TOLERANCE_MS = 40;
+/**
+ * Time from play() until the media position starts moving. Chromium's <video> takes about
+ * 80-100 ms here; each start measures the miss and adjusts this per player.
+ */
+export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
+export const MAX_START_LEAD_MS = 500;
+/** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
+export const START_LEAD_LEARNING = 0.5;
+/** A start is judged (and corrected) only after this long, once the media moves steadily. */
+export const START_SETTLE_MS = 300;
+/** A late joiner's media may be this far behind its ideal pre-start position before it seeks again. */
+export const PRESTART_TOLERANCE_MS = 15;
+/** Extra distance a late joiner seeks ahead by, then waits out (seek time varies; a wait is exact). */
+export const PRESTART_MARGIN_MS = 60;
+/** Seeks allowed before one start; after that it plays and the rate controller takes over. */
+export const MAX_PRESTART_SEEKS = 3;
 
 export class SyncEngine {
   /**
@@ -41,6 +57,11 @@ export class SyncEngine {
     this.autoplayBlocked = false;
     this.lastDriftMs = null;
     this.lastError = null;
+    this.arrivalLeadMs = null;
+    this.lastStart = null;
+    this.startLeadMs = INITIAL_START_LEAD_MS.fine;
+    this.startCheck = null; // {at}: when to measure how well the last start hit the clock
+    this.prestartSeeks = 0;
     this.connected = false;
     this.pingsSent = 0;
     this.timers = { ping: null, status: null, tick: null, start: null };
@@ -87,6 +108,10 @@ export class SyncEngine {
   onPlayback(playback, { fresh = false } = {}) {
     const result = this.model.apply(playback, { fresh });
     if (result === 'applied') {
+      this.prestartSeeks = 0;
+      // How long before its start time the update arrived (negative: after it). For diagnostics.
+      const serverMs = this.serverNow();
+      this.arrivalLeadMs = serverMs === null ? null : this.model.current.anchor - serverMs;
       this.controller.reset();
       this.tick();
       this.onChange(this);
@@ -129,10 +154,14 @@ export class SyncEngine {
       return;
     }
     const untilStart = playback.anchor - serverMs;
-    if (untilStart > 0) {
-      // Scheduled start: stand ready at the start position and start exactly at the anchor.
+    const lead = this.startLeadMs / playback.rate;
+    // (Within a millisecond of the play moment counts as there: timers are not finer.)
+    if (untilStart - lead > 1) {
+      // Scheduled start: stand ready at the start position, and call play() early by the
+      // time this player needs to get moving, so the media starts moving at the anchor.
       this.holdAt(playback.position, playback.rate, (actual - playback.position) * 1000);
-      const delay = untilStart < TICK_MS * 1.5 ? untilStart : untilStart - TICK_MS;
+      const untilPlay = untilStart - lead;
+      const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
       this.restartTimer('start', delay, () => this.tick());
       return;
     }
@@ -148,6 +177,11 @@ export class SyncEngine {
       return;
     }
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
+    if (this.startCheck !== null) {
+      // Leave a fresh start alone until it has settled, then learn how late (or early) it was.
+      if (this.now() < this.startCheck.at) return;
+      this.learnStartLead(driftMs);
+    }
     const decision = this.controller.update(driftMs, playback.rate, this.now());
     this.lastDriftMs = decision.driftMs;
     if (decision.action === 'seek') {
@@ -158,6 +192,7 @@ export class SyncEngine {
   }
 
   holdAt(position, rate, driftMs) {
+    this.startCheck = null;
     if (!this.player.paused()) this.player.pause();
     this.player.setRate(rate);
     this.controller.reset();
@@ -166,14 +201,53 @@ export class SyncEngine {
 
   startPlaying(expected, rate, driftMs) {
     if (this.autoplayBlocked) return;
-    if (Math.abs(driftMs) > this.controller.tuning.seekThresholdMs / 2) {
-      // Far off (e.g. joining mid-video): seek first; the next tick starts playback.
-      this.seekTo(() => this.expectedPosition() + this.controller.seekLatencyMs / 1000 * rate);
-      return;
+    const lead = this.startLeadMs;
+    const playback = this.model.current;
+    if (this.serverNow() >= playback.anchor) {
+      // The room is already running (a late joiner, a reload, a reconnect). After play() the
+      // media stands still for about `lead` ms, so it must stand that far ahead of the room.
+      const excessMs = driftMs - lead * rate; // media ms beyond where play() should find it
+      const tooFarBehind = excessMs < -PRESTART_TOLERANCE_MS;
+      const tooFarAhead = excessMs > this.controller.tuning.seekThresholdMs;
+      if ((tooFarBehind || tooFarAhead) && this.prestartSeeks < MAX_PRESTART_SEEKS) {
+        // Aim a little further ahead than needed and then wait: waiting is exact, seeking is not.
+        this.prestartSeeks += 1;
+        const aheadMs = this.controller.seekLatencyMs + lead + PRESTART_MARGIN_MS;
+        this.seekTo(() => this.expectedPosition() + (aheadMs / 1000) * rate);
+        return;
+      }
+      if (excessMs > 1 && !tooFarAhead) {
+        // Ahead: let the room catch up, then play.
+        this.restartTimer('start', excessMs / rate, () => this.tick());
+        return;
+      }
     }
+    this.prestartSeeks = 0;
     this.player.setRate(rate);
     this.controller.reset();
-    this.runPlay();
+    const serverMs = this.serverNow();
+    // Diagnostics: when play() was called relative to the start time, and where the media stood.
+    this.lastStart = { beforeAnchorMs: this.model.current.anchor - serverMs, driftMs, leadMs: this.startLeadMs };
+    this.runPlay().then(() => {
+      if (!this.player.paused()) this.startCheck = { at: this.now() + START_SETTLE_MS };
+    });
+  }
+
+  /**
+   * Learns this player's start latency L from how the last start landed.
+   * play() was called `before` ms ahead of the anchor (negative: after it, the room
+   * already running) with the media `d0` ms off; it then stood still for L ms. Measured
+   * `missMs` after settling, the latency was L = max(0, before) + (d0 - miss) / rate:
+   * a late call (message arrived late, busy machine) is not held against the player.
+   */
+  learnStartLead(missMs) {
+    this.startCheck = null;
+    const start = this.lastStart;
+    if (!start || !Number.isFinite(missMs)) return;
+    const rate = this.model.current ? this.model.current.rate : 1;
+    const latency = Math.max(0, start.beforeAnchorMs) + (start.driftMs - missMs) / rate;
+    if (!Number.isFinite(latency) || latency < 0 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
+    this.startLeadMs += (latency - this.startLeadMs) * START_LEAD_LEARNING;
   }
 
   /** Calls player.play(); returns its promise. Also used from a user gesture to lift an autoplay block. */
@@ -241,6 +315,7 @@ export class SyncEngine {
     this.playerReady = false;
     this.playerVideo = video;
     this.busy = false;
+    this.startCheck = null;
     this.controller.reset();
     if (!video) {
       this.onChange(this);
@@ -249,7 +324,12 @@ export class SyncEngine {
     const player = this.createPlayer(video);
     if (!player) return;
     this.player = player;
-    this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
+    const kindChanged = !this.controller || this.controller.tuning.fineRate !== player.fineRate;
+    if (kindChanged) {
+      // Learned latencies carry over between videos of the same kind of player.
+      this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
+      this.startLeadMs = player.fineRate ? INITIAL_START_LEAD_MS.fine : INITIAL_START_LEAD_MS.coarse;
+    }
     this.onChange(this);
     Promise.resolve(player.load(video)).then(
       () => {

@@ -75,7 +75,13 @@ export async function startServer(extraArgs = []) {
   };
 }
 
-export async function launchBrowser() {
+/**
+ * @param {object} [options]
+ * @param {string} [options.autoplayPolicy] Chromium's policy; the default lets media start
+ *   without a click (the tests are about sync). Pass 'document-user-activation-required' to
+ *   get a real browser's behaviour.
+ */
+export async function launchBrowser({ autoplayPolicy = 'no-user-gesture-required' } = {}) {
   return chromium.launch({
     executablePath: CHROMIUM,
     headless: true,
@@ -86,7 +92,7 @@ export async function launchBrowser() {
       '--disable-background-networking',
       '--disable-component-update',
       '--no-first-run',
-      '--autoplay-policy=no-user-gesture-required',
+      `--autoplay-policy=${autoplayPolicy}`,
       // Pages of one test play side by side; none of them may be throttled as "hidden".
       '--disable-background-timer-throttling',
       '--disable-renderer-backgrounding',
@@ -115,7 +121,7 @@ function installSampler() {
           const hook = window.__wt;
           const position = hook ? hook.position() : null;
           const state = hook ? hook.state() : null;
-          samples.push([origin + realNow(), position, state && state.playback ? state.playback.seq : -1]);
+          samples.push([origin + realNow(), position, state && state.playback ? state.playback.seq : -1, hook ? hook.serverNow() : null, state ? state.driftMs : null]);
         }, intervalMs);
       },
       stop() {
@@ -138,10 +144,12 @@ function shiftClocks(shiftMs) {
  * Opens `url` in a fresh browser context (own storage: a different person),
  * answers the name prompt and waits until joined.
  */
-export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true } = {}) {
+export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true, rememberedName = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   await context.addInitScript(installSampler);
   if (clockShiftMs) await context.addInitScript(shiftClocks, clockShiftMs);
+  // A name remembered from an earlier visit: the page joins without any click.
+  if (rememberedName) await context.addInitScript((n) => localStorage.setItem('wt:name', n), rememberedName);
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
@@ -151,7 +159,10 @@ export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join 
   });
   page.problems = problems;
   await page.goto(url);
-  if (join) {
+  if (rememberedName) {
+    // Nothing is evaluated in the page here: Playwright's evaluate counts as a user
+    // gesture, which would lift the autoplay block some tests need to see.
+  } else if (join) {
     await page.locator('#name-input').fill(name);
     await page.locator('#name-submit').click();
     await waitJoined(page);
@@ -205,17 +216,35 @@ export async function waitPlayingNear(page, { seq, toleranceMs = 150 } = {}) {
  */
 export async function startDelayProxy(targetPort, { delayMs = 40, jitterMs = 20, random = Math.random } = {}) {
   const sockets = new Set();
+  // One FIFO queue and one timer per direction: separate timers per chunk could fire
+  // out of order (timer resolution is 1 ms), which would corrupt the byte stream.
   const pipeDelayed = (from, to) => {
-    let lastDue = 0;
-    from.on('data', (chunk) => {
-      const due = Math.max(lastDue, Date.now() + delayMs + (random() * 2 - 1) * jitterMs);
-      lastDue = due;
-      setTimeout(() => {
+    const queue = [];
+    let timer = null;
+    let ended = false;
+    const drain = () => {
+      timer = null;
+      const now = Date.now();
+      while (queue.length && queue[0].due <= now) {
+        const { chunk } = queue.shift();
         if (!to.destroyed) to.write(chunk);
-      }, due - Date.now());
+      }
+      if (queue.length) timer = setTimeout(drain, queue[0].due - now);
+      else if (ended && !to.destroyed) to.end();
+    };
+    from.on('data', (chunk) => {
+      const last = queue.length ? queue[queue.length - 1].due : 0;
+      queue.push({ chunk, due: Math.max(last, Date.now() + delayMs + (random() * 2 - 1) * jitterMs) });
+      if (timer === null) timer = setTimeout(drain, queue[0].due - Date.now());
     });
-    from.on('end', () => setTimeout(() => to.end(), Math.max(0, lastDue - Date.now()) + 1));
+    from.on('end', () => {
+      ended = true;
+      if (timer === null) drain();
+    });
     from.on('error', () => to.destroy());
+    from.on('close', () => {
+      if (!ended) to.destroy();
+    });
   };
   const server = net.createServer((client) => {
     const upstream = net.connect(targetPort, '127.0.0.1');
@@ -232,6 +261,10 @@ export async function startDelayProxy(targetPort, { delayMs = 40, jitterMs = 20,
   await once(server, 'listening');
   return {
     port: server.address().port,
+    /** Cuts every open connection (as a network failure would) but keeps accepting new ones. */
+    dropConnections() {
+      for (const socket of sockets) socket.destroy();
+    },
     async stop() {
       for (const socket of sockets) socket.destroy();
       await new Promise((resolve) => server.close(resolve));
@@ -271,6 +304,42 @@ export async function createRoomViaLanding(browser, serverUrl, { name = 'Test ro
   await page.locator('#name-submit').click();
   await waitJoined(page);
   return page;
+}
+
+/**
+ * Linear interpolation of a page's sampled position (s) at real time t, or null without
+ * samples close around t. `cursor` ({value}) makes a sweep over increasing t linear.
+ */
+export function interpolatePosition(samples, t, cursor = { value: 0 }) {
+  let i = cursor.value;
+  while (i + 1 < samples.length && samples[i + 1][0] <= t) i += 1;
+  cursor.value = i;
+  const a = samples[i];
+  const b = samples[i + 1];
+  if (!a || !b || a[0] > t || b[0] - a[0] > 200 || a[1] === null || b[1] === null) return null;
+  // A seek inside this interval is a jump, not motion: take the nearer sample.
+  if (Math.abs(b[1] - a[1]) > 1) return t - a[0] < b[0] - t ? a[1] : b[1];
+  return a[1] + ((b[1] - a[1]) * (t - a[0])) / (b[0] - a[0]);
+}
+
+/** Inter-page spreads (max - min position, ms) on a grid over [fromReal, toReal], sorted. */
+export function spreads(samplesByPage, fromReal, toReal, gridMs = 10) {
+  const cursors = samplesByPage.map(() => ({ value: 0 }));
+  const out = [];
+  for (let t = fromReal; t <= toReal; t += gridMs) {
+    const values = samplesByPage.map((samples, i) => interpolatePosition(samples, t, cursors[i]));
+    if (values.some((v) => v === null)) continue;
+    out.push((Math.max(...values) - Math.min(...values)) * 1000);
+  }
+  return out.sort((a, b) => a - b);
+}
+
+export async function startSamplers(pages, everyMs = 15) {
+  await Promise.all(pages.map((page) => page.evaluate((every) => window.__sampler.start(every), everyMs)));
+}
+
+export async function stopSamplers(pages) {
+  return Promise.all(pages.map((page) => page.evaluate(() => window.__sampler.stop())));
 }
 
 /** Percentile of a sorted array (nearest rank). */

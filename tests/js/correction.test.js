@@ -4,7 +4,7 @@ import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from '../../fronte
 
 test('inside the dead band the room rate is kept', () => {
   const c = new CorrectionController(HTML5_TUNING);
-  for (const drift of [0, 10, -15, 19]) {
+  for (const drift of [0, 5, -8, 11]) {
     c.reset();
     const d = c.update(drift, 1.5, 0);
     assert.equal(d.action, 'rate');
@@ -13,13 +13,13 @@ test('inside the dead band the room rate is kept', () => {
 });
 
 test('small drift nudges the rate proportionally and in the right direction', () => {
-  const ahead = new CorrectionController(HTML5_TUNING).update(100, 1, 0);
-  const behind = new CorrectionController(HTML5_TUNING).update(-100, 1, 0);
-  const further = new CorrectionController(HTML5_TUNING).update(-150, 1, 0);
+  const ahead = new CorrectionController(HTML5_TUNING).update(50, 1, 0);
+  const behind = new CorrectionController(HTML5_TUNING).update(-50, 1, 0);
+  const further = new CorrectionController(HTML5_TUNING).update(-80, 1, 0);
   assert.ok(ahead.rate < 1, 'ahead slows down');
   assert.ok(behind.rate > 1, 'behind speeds up');
   assert.ok(further.rate > behind.rate, 'larger drift, larger nudge');
-  assert.ok(Math.abs(ahead.rate - 0.96) < 1e-9, `100 ms → 4 % (got ${ahead.rate})`);
+  assert.ok(Math.abs(ahead.rate - (1 - 0.8 * 0.046)) < 1e-9, `50 ms → 3.68 % (got ${ahead.rate})`);
 });
 
 test('the nudge is bounded and scales with the room rate', () => {
@@ -28,10 +28,15 @@ test('the nudge is bounded and scales with the room rate', () => {
   assert.ok(Math.abs(d.rate - 2 * (1 + HTML5_TUNING.maxNudge)) < 1e-9);
 });
 
-test('the nudge is continuous at the dead-band edge (no on/off jumps)', () => {
+test('hysteresis: a small step on engaging, then a nudge that fades out as the gap closes', () => {
   const c = new CorrectionController({ ...HTML5_TUNING, smoothing: 1, minRateStep: 0 });
-  const justOutside = c.update(HTML5_TUNING.deadBandMs + 1, 1, 0).rate;
-  assert.ok(Math.abs(justOutside - 1) < 0.001, `1 ms past the dead band changes the rate by ${justOutside - 1}`);
+  assert.equal(c.update(HTML5_TUNING.deadBandMs - 1, 1, 0).rate, 1, 'idle inside the dead band');
+  const engaged = c.update(HTML5_TUNING.deadBandMs + 1, 1, 0).rate;
+  assert.ok(1 - engaged > 0 && 1 - engaged < 0.01, `engaging changes the rate by ${1 - engaged}`);
+  const closing = c.update(10, 1, 0).rate;
+  assert.ok(closing < 1 && closing > engaged, 'still correcting inside the dead band, more gently');
+  assert.equal(c.update(HTML5_TUNING.settleMs - 1, 1, 0).rate, 1, 'settled');
+  assert.equal(c.update(12, 1, 0).rate, 1, 'and idle again until the dead band is left');
 });
 
 test('a simulated lagging player converges smoothly without seeking', () => {
@@ -47,7 +52,7 @@ test('a simulated lagging player converges smoothly without seeking', () => {
     previousRate = d.rate;
     drift += (d.rate - 1) * tickMs; // running faster gains media time
   }
-  assert.ok(Math.abs(drift) <= HTML5_TUNING.deadBandMs + 2, `settled at ${drift} ms`);
+  assert.ok(Math.abs(drift) <= HTML5_TUNING.settleMs + 1, `settled at ${drift} ms`);
   assert.ok(maxStep <= HTML5_TUNING.maxNudge + 1e-9, `largest single rate change ${maxStep}`);
   assert.ok(drift < 5, 'no large overshoot past zero');
 });

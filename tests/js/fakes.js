@@ -45,7 +45,8 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false } = {}) {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0 } = {}) {
+    this.clockError = clockError; // the media clock runs this fraction fast (e.g. 0.002)
     this.time = time;
     this.fineRate = fineRate;
     this.durationS = duration;
@@ -66,7 +67,7 @@ export class FakePlayer {
     const now = this.time.now();
     if (!this.isPaused && !this.isBuffering) {
       const from = Math.max(this.lastUpdate, this.movingFrom ?? this.lastUpdate);
-      if (now > from) this.position = Math.min(this.durationS, this.position + ((now - from) / 1000) * this.rate);
+      if (now > from) this.position = Math.min(this.durationS, this.position + ((now - from) / 1000) * this.rate * (1 + this.clockError));
     }
     this.lastUpdate = now;
   }
