@@ -18,8 +18,8 @@ pub struct Metrics {
     pub sessions: IntGauge,
     /// Client messages received, by `type` (and `invalid`).
     pub messages_in: IntCounterVec,
-    /// Frames queued to sessions.
-    pub frames_out: IntCounter,
+    /// Frames queued to sessions by the rooms, by message type.
+    pub frames_out: IntCounterVec,
     /// Members removed without a clean close, by reason: `slow` (queue full), `silent`
     /// (the room saw no sign of life), `timeout` (the session's heartbeat gave up).
     pub evictions: IntCounterVec,
@@ -45,8 +45,11 @@ impl Metrics {
                 &["type"],
             )
             .expect("valid metric"),
-            frames_out: IntCounter::new("frames_out_total", "Frames queued to sessions")
-                .expect("valid metric"),
+            frames_out: IntCounterVec::new(
+                Opts::new("frames_out_total", "Frames queued to sessions by type"),
+                &["type"],
+            )
+            .expect("valid metric"),
             evictions: IntCounterVec::new(
                 Opts::new("evictions_total", "Members removed without a clean close"),
                 &["reason"],

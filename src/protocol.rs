@@ -353,7 +353,8 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
-/// Documented error codes carried by `error` messages (and REST error bodies).
+/// Documented error codes carried by WebSocket `error` messages (REST errors use
+/// [`crate::error::ApiError::code`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -394,8 +395,6 @@ pub enum CloseCode {
     Policy,
     /// 1009: a frame over the size limit.
     TooBig,
-    /// 1011: an unexpected server error.
-    Internal,
     /// 1012: the server is restarting; reconnect.
     Restart,
     /// 4000: evicted because the connection could not keep up.
@@ -414,7 +413,6 @@ impl CloseCode {
         match self {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
-            CloseCode::Internal => 1011,
             CloseCode::Restart => 1012,
             CloseCode::Evicted => 4000,
             CloseCode::Replaced => 4001,
@@ -443,7 +441,7 @@ pub enum ServerMessage {
     Playback {
         /// The new authoritative clock.
         playback: Playback,
-        /// Who changed it (null for the server itself).
+        /// Who changed it.
         by: Option<ParticipantId>,
     },
     /// A chat message.
@@ -515,6 +513,23 @@ pub struct Welcome {
 }
 
 impl ServerMessage {
+    /// The message's `type`, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome(_) => "welcome",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::Playback { .. } => "playback",
+            ServerMessage::Chat { .. } => "chat",
+            ServerMessage::Joined { .. } => "joined",
+            ServerMessage::Left { .. } => "left",
+            ServerMessage::Host { .. } => "host",
+            ServerMessage::Room { .. } => "room",
+            ServerMessage::Presence { .. } => "presence",
+            ServerMessage::Error { .. } => "error",
+            ServerMessage::ServerRestarting {} => "server_restarting",
+        }
+    }
+
     /// Serializes the message once; the result is cheap to clone for every recipient.
     pub fn encode(&self) -> ByteString {
         // Serializing these plain data types cannot fail (no maps with non-string keys,

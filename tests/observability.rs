@@ -48,7 +48,18 @@ async fn metrics_count_rooms_sessions_messages_and_broadcasts() {
         Some(2.0)
     );
     assert!(sample(&text, "watch_together_errors_sent_total").unwrap() >= 2.0);
-    assert!(sample(&text, "watch_together_frames_out_total").unwrap() >= 4.0);
+    assert_eq!(
+        sample(&text, "watch_together_frames_out_total{type=\"chat\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "watch_together_frames_out_total{type=\"playback\"}"),
+        Some(2.0)
+    );
+    assert_eq!(
+        sample(&text, "watch_together_frames_out_total{type=\"welcome\"}"),
+        Some(2.0)
+    );
 
     let (status, health) = srv.get("/api/health").await;
     assert_eq!(status, 200);

@@ -135,3 +135,21 @@ async fn a_full_room_refuses_newcomers_with_room_full() {
     assert_eq!(c.expect_error().await, "room_full");
     assert_eq!(c.expect_close().await, Some(1008));
 }
+
+#[actix_rt::test]
+async fn oversized_bodies_and_wrong_methods_get_json_errors() {
+    let srv = TestServer::start().await;
+    let (status, v) = srv
+        .post("/api/rooms", json!({"name": "x".repeat(20_000)}))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], "too_large");
+    let mut resp = awc::Client::new()
+        .post(format!("{}/", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}

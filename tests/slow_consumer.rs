@@ -146,3 +146,47 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
     assert_eq!(summary["participants"], MEMBERS - 1);
     drop(frozen);
 }
+
+#[actix_rt::test]
+async fn an_evicted_reader_that_catches_up_is_told_it_was_evicted() {
+    let srv = TestServer::with(|c| {
+        c.msg_rate = 10_000.0;
+        c.msg_burst = 10_000;
+        c.chat_rate = 10_000.0;
+        c.chat_burst = 10_000;
+        c.heartbeat_interval = Duration::from_millis(300);
+        c.client_timeout = Duration::from_secs(60);
+        c.tcp_user_timeout = Duration::ZERO; // the socket survives: the client will catch up
+    })
+    .await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut host, _) = srv.join(&room, json!({"name": "Host"})).await;
+    let (mut frozen, frozen_id) = frozen_reader(&srv, &room).await;
+    let padding = "x".repeat(480);
+    let mut seq = 0;
+    // Keep the host talking until the room gives up on the frozen member.
+    while !host
+        .seen
+        .iter()
+        .any(|m| m["type"] == "left" && m["id"] == frozen_id.as_str())
+    {
+        for _ in 0..20 {
+            host.send(json!({"type": "chat", "text": format!("{seq:04} {padding}")}))
+                .await;
+            seq += 1;
+        }
+        host.ping(0.0).await;
+    }
+    // Now it reads again: past the backlog comes a close saying why.
+    let code = loop {
+        match tokio::time::timeout(PATIENCE, frozen.next())
+            .await
+            .expect("a frame in time")
+        {
+            Some(Ok(Message::Close(Some(frame)))) => break u16::from(frame.code),
+            Some(Ok(_)) => {}
+            other => panic!("connection ended without a close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 4000);
+}

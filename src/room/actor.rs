@@ -6,7 +6,7 @@
 //! whose mailbox is full cannot keep up and is evicted, so one stalled reader can neither delay
 //! the room nor make it buffer without bound (docs/architecture.md, "Slow and dead clients").
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ pub enum ToSession {
 pub struct Liveness {
     /// Server time (ms, as integer) when the client was last heard from.
     last_heard_ms: AtomicU64,
+    /// Set by the room when it no longer counts this connection as a member (evicted or
+    /// replaced). The close it offers may be dropped by a full mailbox; the session checks
+    /// this flag itself and closes, so a client that catches up later is not left hanging.
+    revoked: AtomicU8,
 }
 
 impl Liveness {
@@ -53,6 +57,24 @@ impl Liveness {
     /// Milliseconds since the client was last heard from.
     pub fn silent_for(&self, now: ServerMs) -> f64 {
         now - self.last_heard_ms.load(Ordering::Relaxed) as f64
+    }
+
+    /// Marks the connection as no longer a member, with the close code it should get.
+    pub fn revoke(&self, code: CloseCode) {
+        let tag = match code {
+            CloseCode::Replaced => 2,
+            _ => 1,
+        };
+        self.revoked.store(tag, Ordering::Release);
+    }
+
+    /// The close code owed to a connection the room has let go of, if it has.
+    pub fn revoked(&self) -> Option<CloseCode> {
+        match self.revoked.load(Ordering::Acquire) {
+            0 => None,
+            2 => Some(CloseCode::Replaced),
+            _ => Some(CloseCode::Evicted),
+        }
     }
 }
 
@@ -203,11 +225,15 @@ impl RoomActor {
         while !effects.is_empty() {
             let mut stalled: Vec<(ParticipantId, ConnId)> = Vec::new();
             for effect in effects.drain(..) {
+                let frames_out = self
+                    .metrics
+                    .frames_out
+                    .with_label_values(&[effect.message.kind()]);
                 let frame = ToSession::Frame(effect.message.encode());
                 match &effect.to {
                     Audience::One(id) => {
                         if let Some((conn, link)) = self.state.link(id) {
-                            self.metrics.frames_out.inc();
+                            frames_out.inc();
                             if !offer(link, frame) {
                                 stalled.push((id.clone(), conn));
                             }
@@ -228,7 +254,7 @@ impl RoomActor {
                                 stalled.push((id.clone(), conn));
                             }
                         }
-                        self.metrics.frames_out.inc_by(sent);
+                        frames_out.inc_by(sent);
                     }
                 }
             }
@@ -244,6 +270,7 @@ impl RoomActor {
     fn evict(&mut self, id: &ParticipantId, conn: ConnId, why: Eviction) -> Vec<Effect> {
         let (link, effects) = self.state.evict(id, conn);
         if let Some(link) = link {
+            link.liveness.revoke(CloseCode::Evicted);
             let reason = why.reason();
             tracing::info!(room = %self.state.info().id, participant = %id, reason, "evicted");
             self.metrics.evictions.with_label_values(&[reason]).inc();
@@ -359,6 +386,7 @@ impl Handler<Join> for RoomActor {
             now,
         )?;
         if let Some(old) = joined.replaced {
+            old.liveness.revoke(CloseCode::Replaced);
             let _ = old.recipient.try_send(ToSession::Close(
                 CloseCode::Replaced,
                 "resumed on another connection",

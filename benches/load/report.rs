@@ -1,0 +1,494 @@
+//! Turning the counters into figures: the table a person reads, the JSON a script reads, and
+//! the targets of issues 4 and 6 checked against what was measured.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use hdrhistogram::Histogram;
+use serde_json::{json, Value};
+
+use super::plan::{Plan, Scenario};
+use super::progress::{Quiet, QUIET_OTHERS_PCT};
+use super::server::ProcSample;
+use super::stats::{Phase, Stats};
+
+/// Server (and bench) resource readings at the points of the run that matter.
+#[derive(Default)]
+pub struct Resources {
+    /// Server right after start, before any room: the baseline for per-session memory.
+    pub idle: Option<ProcSample>,
+    /// Server once every member is admitted.
+    pub admitted: Option<ProcSample>,
+    /// Server when the hold starts (CPU baseline of the hold).
+    pub hold_start: Option<ProcSample>,
+    /// Server when the hold ends (memory held with every session open).
+    pub hold_end: Option<ProcSample>,
+    /// Server after every session closed (its VmHWM is the run's peak).
+    pub end: Option<ProcSample>,
+    /// The load generator itself at the end.
+    pub bench: Option<ProcSample>,
+    /// Cores used on average by every other process during the hold: the bench's and the
+    /// server's share of a machine others work on too.
+    pub others_cores_hold: Option<f64>,
+    /// Share of CPU time the hypervisor gave to other machines during the hold.
+    pub steal_pct_hold: Option<f64>,
+    /// One row per second of the run.
+    pub timeline: Vec<Value>,
+    /// Fan-out in the hold seconds other processes left alone.
+    pub quiet: Option<Quiet>,
+}
+
+/// Wall-clock facts of the run.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Timing {
+    /// Seconds from the first connect to the last first `welcome`.
+    pub admit_s: f64,
+    /// Seconds the hold actually lasted.
+    pub hold_s: f64,
+    /// Sessions still running after the close deadline (they were aborted).
+    pub stuck: u64,
+    /// Whether admission hit its deadline before every session was in.
+    pub admission_incomplete: bool,
+}
+
+fn ms(us: u64) -> f64 {
+    (us as f64 / 1000.0 * 100.0).round() / 100.0
+}
+
+fn latency_json(h: &Histogram<u64>) -> Value {
+    if h.is_empty() {
+        return json!({ "count": 0 });
+    }
+    json!({
+        "count": h.len(),
+        "p50_ms": ms(h.value_at_quantile(0.50)),
+        "p90_ms": ms(h.value_at_quantile(0.90)),
+        "p99_ms": ms(h.value_at_quantile(0.99)),
+        "max_ms": ms(h.max()),
+    })
+}
+
+fn mib(bytes: u64) -> f64 {
+    round2(bytes as f64 / (1024.0 * 1024.0))
+}
+
+fn round1(x: f64) -> f64 {
+    (x * 10.0).round() / 10.0
+}
+
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
+/// Builds the JSON report (the table is printed from it too, so both always agree).
+pub fn build(
+    plan: &Plan,
+    stats: &Stats,
+    res: &Resources,
+    timing: &Timing,
+    server_log: Option<&str>,
+) -> Value {
+    let sessions = plan.sessions() as f64;
+    let hold = &stats.traffic[Phase::Hold as usize];
+    let admit = &stats.traffic[Phase::Admit as usize];
+    let per_member_s = |bytes: u64, secs: f64| {
+        if secs > 0.0 {
+            round1(bytes as f64 / sessions / secs)
+        } else {
+            0.0
+        }
+    };
+    let fanout = stats.fanout.snapshot();
+    let chat = stats.chat.snapshot();
+    let welcome_total: u64 = stats
+        .traffic
+        .iter()
+        .map(|t| t.welcome_bytes.load(Relaxed))
+        .sum();
+    let server = res.idle.map(|idle| {
+        let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| {
+            a.zip(b).map(|(a, b)| round2((b.cpu_s - a.cpu_s).max(0.0)))
+        };
+        let peak = res.end.or(res.hold_end).map_or(0, |s| s.hwm);
+        let held = res.hold_end.map_or(0, |s| s.rss);
+        let hold_cpu = cpu(res.hold_start, res.hold_end);
+        json!({
+            "idle_rss_mib": mib(idle.rss),
+            "admitted_rss_mib": res.admitted.map(|s| mib(s.rss)),
+            "held_rss_mib": mib(held),
+            "peak_rss_mib": mib(peak),
+            "peak_rss_per_session_kib": round1(peak.saturating_sub(idle.rss) as f64 / 1024.0 / sessions),
+            "held_rss_per_session_kib": round1(held.saturating_sub(idle.rss) as f64 / 1024.0 / sessions),
+            "cpu_s_admission": cpu(res.idle, res.admitted),
+            "cpu_s_hold": hold_cpu,
+            "cpu_percent_hold": hold_cpu.map(|c| round1(c / timing.hold_s.max(1e-9) * 100.0)),
+            "cpu_s_total": res.end.or(res.hold_end).map(|s| round2(s.cpu_s)),
+            "threads": res.hold_end.map(|s| s.threads),
+            "log": server_log,
+        })
+    });
+    let errors = json!({
+        "total": stats.errors() + timing.stuck + u64::from(timing.admission_incomplete),
+        "connect_failures": stats.connect_failures.load(Relaxed),
+        "join_failures": stats.join_failures.load(Relaxed),
+        "error_frames": stats.error_frames.load(Relaxed),
+        "unexpected_closes": stats.unexpected_closes.load(Relaxed),
+        "playback_drops": stats.playback_drops.load(Relaxed),
+        "chat_drops": stats.chat_drops.load(Relaxed),
+        "unmatched_timestamps": stats.unmatched.load(Relaxed),
+        "bad_frames": stats.bad_frames.load(Relaxed),
+        "stuck_sessions": timing.stuck,
+        "admission_incomplete": timing.admission_incomplete,
+        "samples": stats.problems(),
+    });
+    let mut report = json!({
+        "scenario": plan.scenario.name(),
+        "smoke": plan.smoke,
+        "plan": {
+            "rooms": plan.rooms,
+            "members": plan.members,
+            "sessions": plan.sessions(),
+            "hold_s": plan.hold.as_secs_f64(),
+            "control_rate": plan.control_rate,
+            "chat_rate": plan.chat_rate,
+            "connect_rate": plan.connect_rate,
+            "room_rate": plan.room_rate,
+            "churn": plan.churn_lifetime.map(|(lo, hi)| json!([lo.as_secs_f64(), hi.as_secs_f64()])),
+            "drift_jitter_ms": plan.drift_jitter_ms,
+            "buffering_rate": plan.buffering_rate,
+            "threads": plan.threads,
+            "target": plan.target.map(|a| a.to_string()),
+        },
+        "admission": {
+            "admitted": stats.admitted.load(Relaxed),
+            "failed": stats.admit_failed.load(Relaxed),
+            "admit_s": round2(timing.admit_s),
+            "connect_pacing_s": round2(sessions / plan.connect_rate),
+            "join": latency_json(&stats.join.snapshot()),
+            "membership_bytes_per_member_s": per_member_s(admit.membership_bytes.load(Relaxed), timing.admit_s),
+            "welcome_mib_total": mib(welcome_total),
+        },
+        "fanout": {
+            "controls_sent": stats.controls_sent.load(Relaxed),
+            "latency": latency_json(&fanout),
+            "deliveries_per_s": round1(fanout.len() as f64 / timing.hold_s.max(1e-9)),
+            "quiet_seconds": res.quiet.as_ref().map(|q| json!({
+                "others_below_pct_of_a_core": QUIET_OTHERS_PCT,
+                "seconds": q.seconds,
+                "of": q.of,
+                "latency": latency_json(&q.fanout),
+            })),
+        },
+        "chat": {
+            "sent": stats.chats_sent.load(Relaxed),
+            "latency": latency_json(&chat),
+            "delivered_per_s": round1(chat.len() as f64 / timing.hold_s.max(1e-9)),
+        },
+        "ping_rtt": latency_json(&stats.ping.snapshot()),
+        // Where the time goes (clock offset from the best ping; pauses only for controls).
+        "split": {
+            "control_to_room": latency_json(&stats.control_up.snapshot()),
+            "room_to_member": latency_json(&stats.control_down.snapshot()),
+            "ping_to_server": latency_json(&stats.ping_up.snapshot()),
+            "pong_to_bench": latency_json(&stats.ping_down.snapshot()),
+            "bench_timer_lag": latency_json(&stats.bench_lag.snapshot()),
+        },
+        "churn": {
+            "leaves": stats.churn_leaves.load(Relaxed),
+            "rejoin": latency_json(&stats.rejoin.snapshot()),
+        },
+        "presence_lag": {
+            "flips_sent": stats.flips_sent.load(Relaxed),
+            "flips_unseen_at_end": stats.flips_unseen.load(Relaxed),
+            "latency": latency_json(&stats.presence_lag.snapshot()),
+        },
+        "traffic_hold": {
+            "frames_per_member_s": per_member_s(hold.frames.load(Relaxed), timing.hold_s),
+            "bytes_per_member_s": per_member_s(hold.bytes.load(Relaxed), timing.hold_s),
+            "membership_bytes_per_member_s": per_member_s(hold.membership_bytes.load(Relaxed), timing.hold_s),
+            "non_playback_bytes_per_member_s": per_member_s(
+                hold.bytes.load(Relaxed) - hold.playback_bytes.load(Relaxed),
+                timing.hold_s,
+            ),
+            "membership_frames": hold.membership_frames.load(Relaxed),
+        },
+        "server": server,
+        "bench": res.bench.map(|b| json!({ "cpu_s": round2(b.cpu_s), "peak_rss_mib": mib(b.hwm) })),
+        "machine": {
+            "others_cores_hold": res.others_cores_hold.map(round2),
+            "steal_pct_hold": res.steal_pct_hold.map(round1),
+        },
+        "errors": errors,
+        "timeline": res.timeline,
+    });
+    report["targets"] = targets(plan, &report);
+    report
+}
+
+/// One target: what, the limit, the measured value, whether it holds.
+fn check(what: &str, measured: Option<f64>, limit: f64, unit: &str) -> Value {
+    json!({
+        "target": what,
+        "limit": limit,
+        "unit": unit,
+        "measured": measured,
+        "holds": measured.map(|m| m <= limit),
+    })
+}
+
+/// The targets of issues 4 and 6 that apply to this run's shape.
+fn targets(plan: &Plan, r: &Value) -> Value {
+    let f = |path: &[&str]| {
+        path.iter()
+            .try_fold(r, |v, k| v.get(*k))
+            .and_then(Value::as_f64)
+    };
+    let mut out = vec![check(
+        "errors and drops",
+        f(&["errors", "total"]),
+        0.0,
+        "count",
+    )];
+    let sessions = plan.sessions();
+    match plan.scenario {
+        Scenario::ManyRooms if sessions >= 10_000 => out.push(check(
+            "fan-out p99 at 10,000 sessions",
+            f(&["fanout", "latency", "p99_ms"]),
+            25.0,
+            "ms",
+        )),
+        Scenario::BigRoom | Scenario::HugeRoom => out.push(check(
+            "big-room fan-out p99",
+            f(&["fanout", "latency", "p99_ms"]),
+            50.0,
+            "ms",
+        )),
+        _ => {}
+    }
+    if plan.scenario == Scenario::HugeRoom {
+        out.push(check(
+            "4,000-member room admitted",
+            f(&["admission", "admit_s"]),
+            10.0,
+            "s",
+        ));
+    }
+    if plan.members > 50 {
+        out.push(check(
+            "presence/membership traffic while holding (big room)",
+            f(&["traffic_hold", "membership_bytes_per_member_s"]),
+            2048.0,
+            "B/member/s",
+        ));
+    }
+    if plan.target.is_none() {
+        out.push(check(
+            "server RSS per session (peak)",
+            f(&["server", "peak_rss_per_session_kib"]),
+            64.0,
+            "KiB",
+        ));
+    }
+    Value::Array(out)
+}
+
+fn lat(v: &Value) -> String {
+    if v["count"].as_u64().unwrap_or(0) == 0 {
+        return "no samples".into();
+    }
+    format!(
+        "p50 {} ms  p90 {} ms  p99 {} ms  max {} ms  (n={})",
+        v["p50_ms"], v["p90_ms"], v["p99_ms"], v["max_ms"], v["count"]
+    )
+}
+
+/// The readable table.
+pub fn table(r: &Value) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |k: &str, v: String| rows.push((k.to_owned(), v));
+    let p = &r["plan"];
+    row(
+        "scenario",
+        format!(
+            "{}{}: {} rooms × {} members = {} sessions, hold {} s, {} control/room/s, {} chat/member/s, connect {}/s",
+            r["scenario"].as_str().unwrap_or("?"),
+            if r["smoke"].as_bool() == Some(true) { " (smoke)" } else { "" },
+            p["rooms"], p["members"], p["sessions"], p["hold_s"], p["control_rate"], p["chat_rate"], p["connect_rate"]
+        ),
+    );
+    let a = &r["admission"];
+    row(
+        "admitted",
+        format!(
+            "{} of {} in {} s (connect pacing alone: {} s)",
+            a["admitted"], p["sessions"], a["admit_s"], a["connect_pacing_s"]
+        ),
+    );
+    row("connect+join", lat(&a["join"]));
+    row("fan-out (control → member)", lat(&r["fanout"]["latency"]));
+    let quiet = &r["fanout"]["quiet_seconds"];
+    if !quiet.is_null() {
+        row(
+            "  in quiet seconds",
+            format!(
+                "{} ({} of {} hold seconds with other processes < {}% of a core)",
+                lat(&quiet["latency"]),
+                quiet["seconds"],
+                quiet["of"],
+                quiet["others_below_pct_of_a_core"]
+            ),
+        );
+    }
+    row(
+        "fan-out deliveries",
+        format!(
+            "{}/s from {} controls",
+            r["fanout"]["deliveries_per_s"], r["fanout"]["controls_sent"]
+        ),
+    );
+    if r["chat"]["sent"].as_u64().unwrap_or(0) > 0 {
+        row("chat latency", lat(&r["chat"]["latency"]));
+        row(
+            "chat delivered",
+            format!(
+                "{} msgs/s ({} sent)",
+                r["chat"]["delivered_per_s"], r["chat"]["sent"]
+            ),
+        );
+    }
+    row("ping round trip (hold)", lat(&r["ping_rtt"]));
+    let split = &r["split"];
+    row("  host → room (pause)", lat(&split["control_to_room"]));
+    row("  room → member (pause)", lat(&split["room_to_member"]));
+    row("  ping → server", lat(&split["ping_to_server"]));
+    row("  pong → bench", lat(&split["pong_to_bench"]));
+    row("bench timer lateness", lat(&split["bench_timer_lag"]));
+    if r["churn"]["leaves"].as_u64().unwrap_or(0) > 0 {
+        row(
+            "churn",
+            format!(
+                "{} leaves; rejoin {}",
+                r["churn"]["leaves"],
+                lat(&r["churn"]["rejoin"])
+            ),
+        );
+    }
+    let pl = &r["presence_lag"];
+    if pl["flips_sent"].as_u64().unwrap_or(0) > 0 {
+        row(
+            "buffering flip → host's presence",
+            format!(
+                "{}; {} flips, {} never shown by the end",
+                lat(&pl["latency"]),
+                pl["flips_sent"],
+                pl["flips_unseen_at_end"]
+            ),
+        );
+    }
+    let t = &r["traffic_hold"];
+    row(
+        "traffic per member (hold)",
+        format!(
+            "{} B/s in {} frames/s; all but playback {} B/s, of which membership/presence {} B/s",
+            t["bytes_per_member_s"],
+            t["frames_per_member_s"],
+            t["non_playback_bytes_per_member_s"],
+            t["membership_bytes_per_member_s"]
+        ),
+    );
+    row(
+        "traffic per member (admission)",
+        format!(
+            "membership/presence {} B/s; welcomes {} MiB in all",
+            a["membership_bytes_per_member_s"], a["welcome_mib_total"]
+        ),
+    );
+    let s = &r["server"];
+    if !s.is_null() {
+        row(
+            "server RSS",
+            format!(
+                "idle {} MiB, admitted {} MiB, held {} MiB, peak {} MiB",
+                s["idle_rss_mib"], s["admitted_rss_mib"], s["held_rss_mib"], s["peak_rss_mib"]
+            ),
+        );
+        row(
+            "server RSS per session",
+            format!(
+                "{} KiB peak, {} KiB held",
+                s["peak_rss_per_session_kib"], s["held_rss_per_session_kib"]
+            ),
+        );
+        row(
+            "server CPU",
+            format!(
+                "{} s admitting, {} s holding ({}% of a core), {} s total",
+                s["cpu_s_admission"], s["cpu_s_hold"], s["cpu_percent_hold"], s["cpu_s_total"]
+            ),
+        );
+    }
+    if let Some(b) = r["bench"].as_object() {
+        row(
+            "load generator",
+            format!("{} CPU s, peak RSS {} MiB", b["cpu_s"], b["peak_rss_mib"]),
+        );
+    }
+    if let Some(others) = r["machine"]["others_cores_hold"].as_f64() {
+        row(
+            "other processes (hold)",
+            format!(
+                "{others} cores on average; steal {}%",
+                r["machine"]["steal_pct_hold"]
+            ),
+        );
+    }
+    let e = &r["errors"];
+    row(
+        "errors",
+        format!(
+            "{} (connect {}, join {}, error frames {}, unexpected closes {}, playback drops {}, chat drops {}, unmatched {}, bad frames {}, stuck {})",
+            e["total"], e["connect_failures"], e["join_failures"], e["error_frames"],
+            e["unexpected_closes"], e["playback_drops"], e["chat_drops"],
+            e["unmatched_timestamps"], e["bad_frames"], e["stuck_sessions"]
+        ),
+    );
+    if let Some(samples) = e["samples"].as_array() {
+        for (i, sample) in samples.iter().enumerate() {
+            row(
+                if i == 0 { "first problems" } else { "" },
+                sample.as_str().unwrap_or_default().to_owned(),
+            );
+        }
+    }
+    if let Some(targets) = r["targets"].as_array() {
+        for (i, t) in targets.iter().enumerate() {
+            let verdict = match t["holds"].as_bool() {
+                Some(true) => "holds",
+                Some(false) => "MISSED",
+                None => "not measured",
+            };
+            row(
+                if i == 0 { "targets" } else { "" },
+                format!(
+                    "{verdict:>12}  {}: {} (limit {} {})",
+                    t["target"].as_str().unwrap_or_default(),
+                    t["measured"],
+                    t["limit"],
+                    t["unit"].as_str().unwrap_or_default()
+                ),
+            );
+        }
+    }
+    if let Some(log) = s.get("log").and_then(Value::as_str) {
+        row("server log", log.to_owned());
+    }
+    let width = rows
+        .iter()
+        .map(|(k, _)| k.chars().count())
+        .max()
+        .unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in rows {
+        out.push_str(&format!("{k:<width$}  {v}\n"));
+    }
+    out
+}
