@@ -9,7 +9,7 @@
 //       rate = roomRate * (1 - sign(drift) * gain * (|drift| - settle))
 //   clamped to ±maxNudge. The nudge shrinks smoothly to zero as the gap closes
 //   instead of switching on and off; the only step is the small one on engaging
-//   (gain * (deadBand - settle) = 0.64 %).
+//   (gain * (deadBand - settle) = 0.48 %).
 //   |drift| >= seekAt: seek to the expected position plus the measured seek
 //   latency, then let the rate nudge take the remainder.
 // Players with coarse rates only (YouTube): seek when the smoothed drift exceeds a wider
@@ -17,10 +17,10 @@
 
 export const HTML5_TUNING = Object.freeze({
   fineRate: true,
-  deadBandMs: 12,
+  deadBandMs: 8,
   /** Correction stops once the drift is this small. */
-  settleMs: 4,
-  /** Relative rate change per second of drift: 50 ms off → 3.7 %, a time constant of 1.25 s. */
+  settleMs: 2,
+  /** Relative rate change per second of drift: 50 ms off → 3.8 %, a time constant of 1.25 s. */
   gainPerSecond: 0.8,
   maxNudge: 0.08,
   seekThresholdMs: 1000,

@@ -45,7 +45,15 @@ test('reload mid-playback resumes position and identity', { timeout: 120_000 }, 
   await startSamplers(pages);
   const t0 = await host.evaluate(() => window.__sampler.realEpochMs());
   await host.waitForFunction((until) => window.__sampler.realEpochMs() >= until, t0 + 2000, { timeout: WAIT_MS });
-  const sorted = spreads(await stopSamplers(pages), t0 + 100, t0 + 1900);
+  const samples = await stopSamplers(pages);
+  for (const [i, pageSamples] of samples.entries()) {
+    // Both must really be playing during the window, or a zero spread would mean nothing.
+    const moving = pageSamples.filter((x) => x[1] !== null);
+    const advanced = moving.at(-1)[1] - moving[0][1];
+    const elapsed = (moving.at(-1)[0] - moving[0][0]) / 1000;
+    assert.ok(Math.abs(advanced - elapsed) < 0.2, `page ${i} advanced ${advanced.toFixed(3)} s in ${elapsed.toFixed(3)} s`);
+  }
+  const sorted = spreads(samples, t0 + 100, t0 + 1900);
   assert.ok(sorted.length > 100, `enough samples (${sorted.length})`);
   console.log(`# after reload: spread p50 ${percentile(sorted, 50).toFixed(1)} ms, max ${sorted.at(-1).toFixed(1)} ms`);
   assert.ok(percentile(sorted, 50) < 100, 'the reloaded page plays in step with the host');

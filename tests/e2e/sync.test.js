@@ -26,12 +26,14 @@ const MAX_P50_SPREAD_MS = 60;
  */
 function analyse(label, samplesByPage, playback, serverMinusReal, startReal) {
   const spreads = [];
+  const settled = []; // the second half of the window, once start-up transients are over
   const errors = samplesByPage.map(() => []);
   const cursors = samplesByPage.map(() => ({ value: 0 }));
   for (let t = startReal; t <= startReal + WINDOW_MS; t += GRID_MS) {
     const values = samplesByPage.map((samples, i) => interpolatePosition(samples, t, cursors[i]));
     if (values.some((v) => v === null)) continue;
     spreads.push((Math.max(...values) - Math.min(...values)) * 1000);
+    if (t >= startReal + WINDOW_MS / 2) settled.push(spreads.at(-1));
     const expected = playback.position + (Math.max(0, t + serverMinusReal - playback.anchor) / 1000) * playback.rate;
     values.forEach((v, i) => errors[i].push((v - expected) * 1000));
     if (process.env.WT_SYNC_TRACE && Math.round(t - startReal) % 250 < GRID_MS) {
@@ -45,12 +47,22 @@ function analyse(label, samplesByPage, playback, serverMinusReal, startReal) {
     }
   }
   spreads.sort((a, b) => a - b);
+  settled.sort((a, b) => a - b);
+  // How far each page's media moved over the window (s): proves they were all playing.
+  const advanced = samplesByPage.map((samples) => {
+    const cursor = { value: 0 };
+    const from = interpolatePosition(samples, startReal + 50, cursor);
+    const to = interpolatePosition(samples, startReal + WINDOW_MS, cursor);
+    return from === null || to === null ? NaN : Number((to - from + 0.05).toFixed(3));
+  });
   const stats = {
+    advanced,
     label,
     points: spreads.length,
     p50: percentile(spreads, 50),
     p95: percentile(spreads, 95),
     max: spreads.at(-1),
+    settled: { p50: percentile(settled, 50), p95: percentile(settled, 95), max: settled.at(-1) },
     perPage: errors.map((e) => {
       const abs = e.map(Math.abs).sort((a, b) => a - b);
       return { meanError: e.reduce((s, x) => s + x, 0) / (e.length || 1), p95Abs: percentile(abs, 95) };
@@ -62,6 +74,7 @@ function analyse(label, samplesByPage, playback, serverMinusReal, startReal) {
 function report(stats, names) {
   const f = (x) => x.toFixed(1);
   console.log(`# sync ${stats.label}: inter-page spread over ${WINDOW_MS / 1000} s (${stats.points} points): p50 ${f(stats.p50)} ms, p95 ${f(stats.p95)} ms, max ${f(stats.max)} ms`);
+  console.log(`#   last ${WINDOW_MS / 2000} s only (settled): p50 ${f(stats.settled.p50)} ms, p95 ${f(stats.settled.p95)} ms, max ${f(stats.settled.max)} ms`);
   stats.perPage.forEach((p, i) => console.log(`#   ${names[i]}: error vs room clock mean ${f(p.meanError)} ms, p95 |error| ${f(p.p95Abs)} ms`));
 }
 
@@ -125,6 +138,7 @@ test('three pages (shifted clock, delayed link) stay in sync after start and see
   report(seekStats, names);
 
   for (const stats of [startStats, seekStats]) {
+    assert.ok(stats.advanced.every((a) => Math.abs(a - WINDOW_MS / 1000) < 0.3), `${stats.label}: every page played through the window (${stats.advanced})`);
     assert.ok(stats.points > (WINDOW_MS / GRID_MS) * 0.8, `enough samples (${stats.points})`);
     assert.ok(stats.p50 < MAX_P50_SPREAD_MS, `${stats.label}: p50 spread ${stats.p50} ms`);
     assert.ok(stats.p95 < MAX_P95_SPREAD_MS, `${stats.label}: p95 spread ${stats.p95} ms`);
