@@ -7,7 +7,9 @@
 //   rtt    = (t3 - t0) - (t2 - t1)            (network time, server processing excluded)
 // The offset error of one sample is at most rtt / 2 (asymmetric paths), so the
 // samples with the lowest rtt are the most trustworthy: we keep a window of recent
-// samples and take the median offset of the few with the lowest rtt.
+// samples and take the median offset of the third of them with the lowest rtt (at
+// least `best`). A third rather than the single best: on a jittery link even the
+// fastest samples are lopsided, and the median of several cancels much of that.
 
 // 30 samples at one per 2 s cover the last minute: enough for a few of them to have met
 // little queueing in both directions, short enough that clock drift does not matter.
@@ -46,7 +48,7 @@ export class ClockSync {
    * @param {object} [options]
    * @param {() => number} [options.now] monotonic client clock in ms (performance.now)
    * @param {number} [options.windowSize] how many recent samples to keep
-   * @param {number} [options.best] how many lowest-rtt samples to combine
+   * @param {number} [options.best] fewest lowest-rtt samples to combine
    */
   constructor({ now = () => performance.now(), windowSize = DEFAULT_WINDOW, best = DEFAULT_BEST } = {}) {
     this.now = now;
@@ -85,7 +87,7 @@ export class ClockSync {
 
   recompute() {
     const byRtt = [...this.samples].sort((a, b) => a.rtt - b.rtt);
-    const chosen = byRtt.slice(0, this.best);
+    const chosen = byRtt.slice(0, Math.max(this.best, Math.ceil(byRtt.length / 3)));
     this.offsetMs = median(chosen.map((s) => s.offset).sort((a, b) => a - b));
     // Reported rtt is the median of the whole window: it tells the server how slow
     // this member typically is (it schedules start times from it), not the best case.
