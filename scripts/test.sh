@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh Debian machine with the Rust toolchain
 # and Node.js. Installs what it needs first (Chromium from apt, playwright-core from npm).
+# The load bench's smoke mode runs inside cargo test (tests/bench_smoke.rs).
 # Used by .ci/run; run it yourself the same way:
 #   scripts/test.sh
 set -euo pipefail
@@ -22,3 +23,17 @@ npm ci --no-audit --no-fund
 
 step "sync engine unit tests (node --test)"
 npm test
+
+step "browser for end-to-end tests (Debian chromium)"
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+step "release build (the server the browser tests run)"
+cargo build --release --quiet
+
+step "browser end-to-end tests (headless Chromium against the real server)"
+npm run e2e
