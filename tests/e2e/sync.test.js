@@ -17,8 +17,9 @@ const SAMPLE_EVERY_MS = 15;
 const GRID_MS = 10;
 // Generous bounds so a busy two-core machine does not make this flaky; the printed
 // figures are the real result.
-const MAX_P95_SPREAD_MS = 120;
+const MAX_P95_SPREAD_MS = 150;
 const MAX_P50_SPREAD_MS = 60;
+const MAX_SETTLED_P95_SPREAD_MS = 60;
 
 /**
  * Spread between pages (max - min position, ms) and each page's error from the room clock,
@@ -142,6 +143,7 @@ test('three pages (shifted clock, delayed link) stay in sync after start and see
     assert.ok(stats.points > (WINDOW_MS / GRID_MS) * 0.8, `enough samples (${stats.points})`);
     assert.ok(stats.p50 < MAX_P50_SPREAD_MS, `${stats.label}: p50 spread ${stats.p50} ms`);
     assert.ok(stats.p95 < MAX_P95_SPREAD_MS, `${stats.label}: p95 spread ${stats.p95} ms`);
+    assert.ok(stats.settled.p95 < MAX_SETTLED_P95_SPREAD_MS, `${stats.label}: settled p95 spread ${stats.settled.p95} ms`);
   }
   for (const page of pages) assert.deepEqual(page.problems, []);
 }));
