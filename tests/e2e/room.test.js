@@ -97,6 +97,15 @@ test('a non-host cannot control; the host hands over from the UI', { timeout: 12
   await bob.locator('#play-button').click();
   await waitState(host, (s) => s.playback.paused && s.playerPaused);
 
+  // "Let everyone control": Ann (no longer host) gets her controls back and can play.
+  await bob.locator('#everyone-toggle').check();
+  await waitState(host, (s) => s.control === 'everyone');
+  await host.locator('#control-note', { hasText: 'Everyone in this room can control playback.' }).waitFor();
+  assert.equal(await host.locator('#play-button').isDisabled(), false);
+  await host.locator('#play-button').click();
+  await waitState(bob, (s, id) => !s.playback.paused && s.participants.some((p) => p.id === id), (await stateOf(host)).me.id);
+  assert.equal(await host.locator('#everyone-toggle').isVisible(), false, 'only the host sees the control-mode switch');
+
   for (const page of [host, bob]) assert.deepEqual(page.problems, []);
 }));
 
