@@ -28,6 +28,7 @@ const state = {
   seekDragging: false,
   muted: false,
   name: '',
+  lastErrorCode: null, // the last `error` code from the server, to word a final disconnect
 };
 
 let engine = null;
