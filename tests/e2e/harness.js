@@ -289,6 +289,22 @@ export async function withCleanup(fn) {
   }
 }
 
+/**
+ * The common start of a room test: a server and a browser (both cleaned up through `defer`),
+ * a room created on the landing page by its host, and one joined page per guest name.
+ */
+export async function startRoom(defer, guestNames = ['Bob']) {
+  const server = await startServer();
+  defer(() => server.stop());
+  const browser = await launchBrowser();
+  defer(() => browser.close());
+  const host = await createRoomViaLanding(browser, server.url);
+  const invite = await host.locator('#invite-link').inputValue();
+  const guests = [];
+  for (const name of guestNames) guests.push(await openRoomPage(browser, invite, name));
+  return { server, browser, host, invite, guests };
+}
+
 /** Creates a room through the landing page UI and returns the host page on the room. */
 export async function createRoomViaLanding(browser, serverUrl, { name = 'Test room', video = '/media/clip-a-60s.mp4', hostName = 'Ann', control = 'host' } = {}) {
   const page = await openRoomPage(browser, `${serverUrl}/`, hostName, { join: false });

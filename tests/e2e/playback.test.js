@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   WAIT_MS, createRoomViaLanding, launchBrowser, openRoomPage, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
+  startRoom,
 } from './harness.js';
 
 /** Position (s) of each page's player right now, with the room's expected position by the same page. */
@@ -12,15 +13,7 @@ function positions(pages) {
 }
 
 test('host play, pause, seek, rate and load are followed by every page', { timeout: 180_000 }, () => withCleanup(async (defer) => {
-  const server = await startServer();
-  defer(() => server.stop());
-  const browser = await launchBrowser();
-  defer(() => browser.close());
-
-  const host = await createRoomViaLanding(browser, server.url);
-  const invite = await host.locator('#invite-link').inputValue();
-  const bob = await openRoomPage(browser, invite, 'Bob');
-  const cid = await openRoomPage(browser, invite, 'Cid');
+  const { host, guests: [bob, cid] } = await startRoom(defer, ['Bob', 'Cid']);
   const pages = [host, bob, cid];
   for (const page of pages) {
     await waitState(page, (s) => s.playerReady && s.playback && s.playback.paused && s.participants.length === 3);
@@ -76,14 +69,7 @@ test('host play, pause, seek, rate and load are followed by every page', { timeo
 }));
 
 test('a YouTube video that cannot load says so on every page, and the room keeps working', { timeout: 120_000 }, () => withCleanup(async (defer) => {
-  const server = await startServer();
-  defer(() => server.stop());
-  const browser = await launchBrowser();
-  defer(() => browser.close());
-
-  const host = await createRoomViaLanding(browser, server.url);
-  const invite = await host.locator('#invite-link').inputValue();
-  const bob = await openRoomPage(browser, invite, 'Bob');
+  const { browser, host, guests: [bob] } = await startRoom(defer);
   const pages = [host, bob];
   // This machine has no internet: refuse YouTube inside the browser so nothing leaves it.
   for (const page of pages) await page.context().route(/youtube\.com|ytimg\.com|googlevideo\.com/, (route) => route.abort());

@@ -5,17 +5,11 @@ import assert from 'node:assert/strict';
 import {
   WAIT_MS, createRoomViaLanding, launchBrowser, openRoomPage, percentile, spreads, startSamplers, startServer, stateOf,
   stopSamplers, waitJoined, waitPlayingNear, waitState, withCleanup,
+  startRoom,
 } from './harness.js';
 
 test('reload mid-playback resumes position and identity', { timeout: 120_000 }, () => withCleanup(async (defer) => {
-  const server = await startServer();
-  defer(() => server.stop());
-  const browser = await launchBrowser();
-  defer(() => browser.close());
-
-  const host = await createRoomViaLanding(browser, server.url);
-  const invite = await host.locator('#invite-link').inputValue();
-  const bob = await openRoomPage(browser, invite, 'Bob');
+  const { host, guests: [bob] } = await startRoom(defer);
   await bob.locator('#chat-input').fill('before the reload');
   await bob.locator('#chat-send').click();
   await waitState(host, (s) => s.playerReady && s.participants.length === 2 && s.chat === 1);

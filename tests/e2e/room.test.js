@@ -4,6 +4,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   WAIT_MS, createRoomViaLanding, launchBrowser, openRoomPage, startServer, stateOf, waitState, withCleanup,
+  startRoom,
 } from './harness.js';
 
 test('create on the landing page, join by invite link, see each other, chat as text', { timeout: 120_000 }, () => withCleanup(async (defer) => {
@@ -52,14 +53,7 @@ test('create on the landing page, join by invite link, see each other, chat as t
 }));
 
 test('a non-host cannot control; the host hands over from the UI', { timeout: 120_000 }, () => withCleanup(async (defer) => {
-  const server = await startServer();
-  defer(() => server.stop());
-  const browser = await launchBrowser();
-  defer(() => browser.close());
-
-  const host = await createRoomViaLanding(browser, server.url);
-  const invite = await host.locator('#invite-link').inputValue();
-  const bob = await openRoomPage(browser, invite, 'Bob');
+  const { host, guests: [bob] } = await startRoom(defer);
   await waitState(bob, (s) => s.playerReady && s.participants.length === 2);
 
   // Bob sees who controls, and his controls are disabled.
