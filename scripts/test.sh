@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Runs every check and test of the project on a fresh Debian machine with the Rust toolchain.
-# Installs what it needs first. Used by .ci/run; run it yourself the same way:
+# Runs every check and test of the project on a fresh Debian machine with the Rust toolchain
+# and Node.js. Installs what it needs first (Chromium from apt, playwright-core from npm).
+# The load bench's smoke mode runs inside cargo test (tests/bench_smoke.rs).
+# Used by .ci/run; run it yourself the same way:
 #   scripts/test.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -15,3 +17,23 @@ cargo clippy --all-targets --quiet -- -D warnings
 
 step "unit and integration tests (cargo test)"
 cargo test --quiet
+
+step "JavaScript dependencies (npm ci)"
+npm ci --no-audit --no-fund
+
+step "sync engine unit tests (node --test)"
+npm test
+
+step "browser for end-to-end tests (Debian chromium)"
+if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
+fi
+
+step "release build (the server the browser tests run)"
+cargo build --release --quiet
+
+step "browser end-to-end tests (headless Chromium against the real server)"
+npm run e2e

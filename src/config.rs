@@ -78,7 +78,8 @@ pub struct Config {
     #[arg(long, env = "WT_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
 
-    /// A connection silent for this long is closed and its participant removed.
+    /// A connection silent for this long is closed and its participant removed (checked at
+    /// each heartbeat, so it takes effect up to one heartbeat interval later).
     #[arg(long, env = "WT_CLIENT_TIMEOUT", value_parser = humantime::parse_duration, default_value = "15s")]
     pub client_timeout: Duration,
 

@@ -71,6 +71,12 @@ pub enum ApiError {
     /// No such file or route.
     #[error("{0}")]
     NotFound(String),
+    /// The route exists, but not for this method.
+    #[error("{0} is not allowed here")]
+    MethodNotAllowed(String),
+    /// The request body is over the limit.
+    #[error("request body larger than {0} bytes")]
+    TooLarge(usize),
     /// The server is shutting down.
     #[error("the server is restarting")]
     ShuttingDown,
@@ -90,6 +96,8 @@ impl ApiError {
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
             ApiError::NotFound(_) => "not_found",
+            ApiError::MethodNotAllowed(_) => "method_not_allowed",
+            ApiError::TooLarge(_) => "too_large",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::Internal(_) => "internal",
         }
@@ -104,6 +112,8 @@ impl ResponseError for ApiError {
             ApiError::RoomLimit(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
+            ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

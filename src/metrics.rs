@@ -18,10 +18,11 @@ pub struct Metrics {
     pub sessions: IntGauge,
     /// Client messages received, by `type` (and `invalid`).
     pub messages_in: IntCounterVec,
-    /// Frames queued to sessions.
-    pub frames_out: IntCounter,
-    /// Members evicted for not keeping up or going silent.
-    pub evictions: IntCounter,
+    /// Frames queued to sessions by the rooms, by message type.
+    pub frames_out: IntCounterVec,
+    /// Members removed without a clean close, by reason: `slow` (queue full), `silent`
+    /// (the room saw no sign of life), `timeout` (the session's heartbeat gave up).
+    pub evictions: IntCounterVec,
     /// Requests refused by a limit, by limit name.
     pub rejected: IntCounterVec,
     /// `error` messages sent to clients.
@@ -44,10 +45,16 @@ impl Metrics {
                 &["type"],
             )
             .expect("valid metric"),
-            frames_out: IntCounter::new("frames_out_total", "Frames queued to sessions")
-                .expect("valid metric"),
-            evictions: IntCounter::new("evictions_total", "Members evicted (slow or silent)")
-                .expect("valid metric"),
+            frames_out: IntCounterVec::new(
+                Opts::new("frames_out_total", "Frames queued to sessions by type"),
+                &["type"],
+            )
+            .expect("valid metric"),
+            evictions: IntCounterVec::new(
+                Opts::new("evictions_total", "Members removed without a clean close"),
+                &["reason"],
+            )
+            .expect("valid metric"),
             rejected: IntCounterVec::new(
                 Opts::new("rejected_total", "Requests refused by a limit"),
                 &["limit"],

@@ -353,7 +353,8 @@ fn truncate(s: &str, max_chars: usize) -> String {
     s.chars().take(max_chars).collect()
 }
 
-/// Documented error codes carried by `error` messages (and REST error bodies).
+/// Documented error codes carried by WebSocket `error` messages (REST errors use
+/// [`crate::error::ApiError::code`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum ErrorCode {
@@ -394,8 +395,6 @@ pub enum CloseCode {
     Policy,
     /// 1009: a frame over the size limit.
     TooBig,
-    /// 1011: an unexpected server error.
-    Internal,
     /// 1012: the server is restarting; reconnect.
     Restart,
     /// 4000: evicted because the connection could not keep up.
@@ -414,7 +413,6 @@ impl CloseCode {
         match self {
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
-            CloseCode::Internal => 1011,
             CloseCode::Restart => 1012,
             CloseCode::Evicted => 4000,
             CloseCode::Replaced => 4001,
@@ -443,7 +441,7 @@ pub enum ServerMessage {
     Playback {
         /// The new authoritative clock.
         playback: Playback,
-        /// Who changed it (null for the server itself).
+        /// Who changed it.
         by: Option<ParticipantId>,
     },
     /// A chat message.
@@ -515,6 +513,23 @@ pub struct Welcome {
 }
 
 impl ServerMessage {
+    /// The message's `type`, for metrics.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ServerMessage::Welcome(_) => "welcome",
+            ServerMessage::Pong { .. } => "pong",
+            ServerMessage::Playback { .. } => "playback",
+            ServerMessage::Chat { .. } => "chat",
+            ServerMessage::Joined { .. } => "joined",
+            ServerMessage::Left { .. } => "left",
+            ServerMessage::Host { .. } => "host",
+            ServerMessage::Room { .. } => "room",
+            ServerMessage::Presence { .. } => "presence",
+            ServerMessage::Error { .. } => "error",
+            ServerMessage::ServerRestarting {} => "server_restarting",
+        }
+    }
+
     /// Serializes the message once; the result is cheap to clone for every recipient.
     pub fn encode(&self) -> ByteString {
         // Serializing these plain data types cannot fail (no maps with non-string keys,
@@ -667,5 +682,51 @@ mod tests {
             v,
             json!({"type":"error","code":"not_host","message":"only the host"})
         );
+    }
+
+    mod fuzz {
+        use super::super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #![proptest_config(ProptestConfig::with_cases(2000))]
+
+            /// Any text at all decodes to a message or to one of the three decode errors.
+            #[test]
+            fn arbitrary_text_never_panics(text in any::<String>()) {
+                let _ = decode(&text);
+            }
+
+            /// JSON objects with a known type and random fields: never a panic, and a
+            /// failure is always `bad_message` (the type was known).
+            #[test]
+            fn known_type_with_random_fields_is_bad_message_or_valid(
+                kind in prop::sample::select(CLIENT_TYPES),
+                fields in prop::collection::btree_map("[a-z_]{1,12}", any::<f64>(), 0..4),
+            ) {
+                let mut obj = serde_json::Map::new();
+                obj.insert("type".into(), kind.into());
+                for (k, v) in fields {
+                    obj.insert(k, serde_json::Number::from_f64(v).map_or(serde_json::Value::Null, Into::into));
+                }
+                let text = serde_json::Value::Object(obj).to_string();
+                if let Err(e) = decode(&text) {
+                    prop_assert_eq!(e.code(), ErrorCode::BadMessage, "{}", text);
+                }
+            }
+
+            /// Accepted messages are always within the documented ranges.
+            #[test]
+            fn accepted_numbers_are_in_range(position in any::<f64>(), rate in any::<f64>()) {
+                let seek = format!(r#"{{"type":"seek","position":{position:?}}}"#);
+                if let Ok(ClientMessage::Seek { position }) = decode(&seek) {
+                    prop_assert!(position.is_finite() && (0.0..=MAX_POSITION_S).contains(&position));
+                }
+                let rate_msg = format!(r#"{{"type":"rate","rate":{rate:?}}}"#);
+                if let Ok(ClientMessage::Rate { rate }) = decode(&rate_msg) {
+                    prop_assert!((RATE_RANGE.0..=RATE_RANGE.1).contains(&rate));
+                }
+            }
+        }
     }
 }

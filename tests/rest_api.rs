@@ -110,3 +110,46 @@ async fn room_limit_is_enforced() {
     assert_eq!(status, 503);
     assert_eq!(v["error"]["code"], "room_limit");
 }
+
+#[actix_rt::test]
+async fn empty_rooms_are_removed_after_the_idle_ttl() {
+    let srv = TestServer::with(|c| c.room_idle_ttl = std::time::Duration::from_millis(500)).await;
+    let (idle, _) = srv.create_room(json!({})).await;
+    let (busy, _) = srv.create_room(json!({})).await;
+    let (_viewer, _) = srv.join(&busy, json!({"name": "Viewer"})).await;
+    srv.wait_until("the idle room to be removed", |s| s.state.rooms.len() == 1)
+        .await;
+    assert_eq!(srv.get(&format!("/api/rooms/{idle}")).await.0, 404);
+    assert_eq!(srv.get(&format!("/api/rooms/{busy}")).await.0, 200);
+    assert_eq!(srv.try_connect(&idle, &[]).await.err(), Some(404));
+}
+
+#[actix_rt::test]
+async fn a_full_room_refuses_newcomers_with_room_full() {
+    let srv = TestServer::with(|c| c.max_members = 2).await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (_a, _) = srv.join(&room, json!({"name": "A"})).await;
+    let (_b, _) = srv.join(&room, json!({"name": "B"})).await;
+    let mut c = srv.connect(&room).await;
+    c.send(json!({"type": "join", "name": "C"})).await;
+    assert_eq!(c.expect_error().await, "room_full");
+    assert_eq!(c.expect_close().await, Some(1008));
+}
+
+#[actix_rt::test]
+async fn oversized_bodies_and_wrong_methods_get_json_errors() {
+    let srv = TestServer::start().await;
+    let (status, v) = srv
+        .post("/api/rooms", json!({"name": "x".repeat(20_000)}))
+        .await;
+    assert_eq!(status, 413);
+    assert_eq!(v["error"]["code"], "too_large");
+    let mut resp = awc::Client::new()
+        .post(format!("{}/", srv.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 405);
+    let v: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "method_not_allowed");
+}

@@ -2,7 +2,15 @@
 
 mod util;
 
+mod abuse_limits;
+mod bench_smoke;
+mod fuzz_frames;
+mod media_library;
 mod membership;
+mod observability;
 mod playback;
+mod presence;
 mod protocol_errors;
 mod rest_api;
+mod shutdown;
+mod slow_consumer;

@@ -32,7 +32,6 @@ pub fn test_config() -> Config {
     let mut c = Config::defaults();
     c.port = 0;
     c.workers = Some(2);
-    c.media_dir = None;
     c
 }
 
@@ -132,10 +131,7 @@ impl TestServer {
             req = req.set_header(*k, *v);
         }
         match req.connect().await {
-            Ok((_, framed)) => Ok(Client {
-                framed,
-                seen: Vec::new(),
-            }),
+            Ok((_, framed)) => Ok(Client::from_framed(framed)),
             Err(awc::error::WsClientError::InvalidResponseStatus(status)) => Err(status.as_u16()),
             Err(e) => panic!("WebSocket connect failed: {e}"),
         }
@@ -205,6 +201,14 @@ pub struct Client {
 }
 
 impl Client {
+    /// Wraps an established WebSocket connection.
+    pub fn from_framed(framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>) -> Self {
+        Client {
+            framed,
+            seen: Vec::new(),
+        }
+    }
+
     /// Sends a JSON message.
     pub async fn send(&mut self, msg: Value) {
         self.send_text(&msg.to_string()).await;

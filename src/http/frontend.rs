@@ -3,7 +3,7 @@
 
 use std::borrow::Cow;
 
-use actix_web::http::header;
+use actix_web::http::{header, Method};
 use actix_web::{web, HttpRequest, HttpResponse};
 use rust_embed::RustEmbed;
 
@@ -22,6 +22,9 @@ pub async fn room_page(state: web::Data<AppState>) -> Result<HttpResponse, ApiEr
 
 /// Any other path: a file of the app, `/` being `index.html`.
 pub async fn asset(req: HttpRequest, state: web::Data<AppState>) -> Result<HttpResponse, ApiError> {
+    if !matches!(*req.method(), Method::GET | Method::HEAD) {
+        return Err(ApiError::MethodNotAllowed(req.method().to_string()));
+    }
     let path = req.path().trim_start_matches('/');
     file(&state, if path.is_empty() { "index.html" } else { path }).await
 }

@@ -16,6 +16,14 @@ const MEDIA_EXTENSIONS: &[&str] = &[
     "mp4", "webm", "m4v", "mov", "ogv", "ogg", "mp3", "m4a", "wav",
 ];
 
+/// Whether a file name has a playable media ending: only these are listed or served.
+fn is_media(name: &str) -> bool {
+    Path::new(name)
+        .extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| MEDIA_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
+}
+
 /// A directory of media files.
 #[derive(Debug, Clone)]
 pub struct MediaLibrary {
@@ -57,6 +65,9 @@ impl MediaLibrary {
         if name.is_empty() || name.starts_with('.') || name.contains(['/', '\\', '\0']) {
             return None;
         }
+        if !is_media(name) {
+            return None;
+        }
         let path = self.root.join(name).canonicalize().ok()?;
         (path.parent() == Some(self.root.as_path()) && path.is_file()).then_some(path)
     }
@@ -66,11 +77,7 @@ impl MediaLibrary {
         for item in std::fs::read_dir(&self.root)? {
             let item = item?;
             let name = item.file_name().to_string_lossy().into_owned();
-            let playable = Path::new(&name)
-                .extension()
-                .and_then(|e| e.to_str())
-                .is_some_and(|e| MEDIA_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()));
-            if !playable || self.resolve(&name).is_none() {
+            if self.resolve(&name).is_none() {
                 continue;
             }
             entries.push(MediaEntry {

@@ -13,12 +13,11 @@ use crate::app::AppState;
 use crate::error::ApiError;
 
 /// Largest accepted REST request body.
-const MAX_BODY_BYTES: usize = 16 * 1024;
+pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Registers every route.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
-        .app_data(web::PayloadConfig::new(MAX_BODY_BYTES))
         .route("/api/health", web::get().to(health))
         .route("/metrics", web::get().to(metrics))
         .route("/api/rooms", web::post().to(rooms::create))
@@ -28,7 +27,7 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         .route("/media/{name}", web::get().to(media::serve))
         .route("/api/{rest:.*}", web::route().to(api_not_found))
         .route("/r/{room_id}", web::get().to(frontend::room_page))
-        .default_service(web::get().to(frontend::asset));
+        .default_service(web::to(frontend::asset));
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -8,7 +8,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::client_ip;
+use crate::http::{client_ip, MAX_BODY_BYTES};
 use crate::ids::RoomId;
 use crate::protocol::{ControlMode, Video, MAX_ROOM_NAME_CHARS};
 use crate::registry::NewRoom;
@@ -31,12 +31,17 @@ struct CreateRoom {
 
 pub async fn create(
     req: HttpRequest,
-    body: web::Bytes,
+    payload: web::Payload,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
+    let body = payload
+        .to_bytes_limited(MAX_BODY_BYTES)
+        .await
+        .map_err(|_| ApiError::TooLarge(MAX_BODY_BYTES))?
+        .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
     let request: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
         CreateRoom::default()
     } else {

@@ -6,7 +6,7 @@
 //! whose mailbox is full cannot keep up and is evicted, so one stalled reader can neither delay
 //! the room nor make it buffer without bound (docs/architecture.md, "Slow and dead clients").
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -42,6 +42,10 @@ pub enum ToSession {
 pub struct Liveness {
     /// Server time (ms, as integer) when the client was last heard from.
     last_heard_ms: AtomicU64,
+    /// Set by the room when it no longer counts this connection as a member (evicted or
+    /// replaced). The close it offers may be dropped by a full mailbox; the session checks
+    /// this flag itself and closes, so a client that catches up later is not left hanging.
+    revoked: AtomicU8,
 }
 
 impl Liveness {
@@ -53,6 +57,24 @@ impl Liveness {
     /// Milliseconds since the client was last heard from.
     pub fn silent_for(&self, now: ServerMs) -> f64 {
         now - self.last_heard_ms.load(Ordering::Relaxed) as f64
+    }
+
+    /// Marks the connection as no longer a member, with the close code it should get.
+    pub fn revoke(&self, code: CloseCode) {
+        let tag = match code {
+            CloseCode::Replaced => 2,
+            _ => 1,
+        };
+        self.revoked.store(tag, Ordering::Release);
+    }
+
+    /// The close code owed to a connection the room has let go of, if it has.
+    pub fn revoked(&self) -> Option<CloseCode> {
+        match self.revoked.load(Ordering::Acquire) {
+            0 => None,
+            2 => Some(CloseCode::Replaced),
+            _ => Some(CloseCode::Evicted),
+        }
     }
 }
 
@@ -203,11 +225,15 @@ impl RoomActor {
         while !effects.is_empty() {
             let mut stalled: Vec<(ParticipantId, ConnId)> = Vec::new();
             for effect in effects.drain(..) {
+                let frames_out = self
+                    .metrics
+                    .frames_out
+                    .with_label_values(&[effect.message.kind()]);
                 let frame = ToSession::Frame(effect.message.encode());
                 match &effect.to {
                     Audience::One(id) => {
                         if let Some((conn, link)) = self.state.link(id) {
-                            self.metrics.frames_out.inc();
+                            frames_out.inc();
                             if !offer(link, frame) {
                                 stalled.push((id.clone(), conn));
                             }
@@ -228,26 +254,31 @@ impl RoomActor {
                                 stalled.push((id.clone(), conn));
                             }
                         }
-                        self.metrics.frames_out.inc_by(sent);
+                        frames_out.inc_by(sent);
                     }
                 }
             }
             for (id, conn) in stalled {
-                let (link, more) = self.state.evict(&id, conn);
-                if let Some(link) = link {
-                    tracing::info!(room = %self.state.info().id, participant = %id, "evicted a member that could not keep up");
-                    self.metrics.evictions.inc();
-                    // Best effort: if its mailbox is full this is dropped, and the socket is
-                    // reclaimed by the kernel's TCP_USER_TIMEOUT instead.
-                    let _ = link.recipient.try_send(ToSession::Close(
-                        CloseCode::Evicted,
-                        "evicted: the connection could not keep up",
-                    ));
-                }
-                effects.extend(more);
+                effects.extend(self.evict(&id, conn, Eviction::Slow));
             }
         }
         self.note_occupancy();
+    }
+
+    /// Removes a member at once, counts it, and offers its session a close (best effort: a
+    /// full mailbox drops it, and the kernel's TCP_USER_TIMEOUT reclaims the socket instead).
+    fn evict(&mut self, id: &ParticipantId, conn: ConnId, why: Eviction) -> Vec<Effect> {
+        let (link, effects) = self.state.evict(id, conn);
+        if let Some(link) = link {
+            link.liveness.revoke(CloseCode::Evicted);
+            let reason = why.reason();
+            tracing::info!(room = %self.state.info().id, participant = %id, reason, "evicted");
+            self.metrics.evictions.with_label_values(&[reason]).inc();
+            let _ = link
+                .recipient
+                .try_send(ToSession::Close(CloseCode::Evicted, why.close_text()));
+        }
+        effects
     }
 
     fn reply_error(&mut self, id: &ParticipantId, err: RoomError) {
@@ -276,16 +307,7 @@ impl RoomActor {
             .collect();
         let mut effects = Vec::new();
         for (id, conn) in silent {
-            let (link, more) = self.state.evict(&id, conn);
-            if let Some(link) = link {
-                tracing::info!(room = %self.state.info().id, participant = %id, "evicted a silent member");
-                self.metrics.evictions.inc();
-                let _ = link.recipient.try_send(ToSession::Close(
-                    CloseCode::Evicted,
-                    "evicted: no sign of life",
-                ));
-            }
-            effects.extend(more);
+            effects.extend(self.evict(&id, conn, Eviction::Silent));
         }
         effects.extend(self.state.tick(now));
         self.deliver(effects);
@@ -296,6 +318,36 @@ impl RoomActor {
                 self.rooms.remove(&id);
                 ctx.stop();
             }
+        }
+    }
+}
+
+/// Why a member was removed without a clean close.
+#[derive(Clone, Copy, Debug)]
+enum Eviction {
+    /// Its mailbox was full: it cannot keep up.
+    Slow,
+    /// The room heard nothing from it for too long (its session may not even be polled).
+    Silent,
+    /// Its session's heartbeat gave up on it.
+    Timeout,
+}
+
+impl Eviction {
+    /// Label for logs and the `evictions_total` metric.
+    fn reason(self) -> &'static str {
+        match self {
+            Eviction::Slow => "slow",
+            Eviction::Silent => "silent",
+            Eviction::Timeout => "timeout",
+        }
+    }
+
+    /// Close reason sent to the client.
+    fn close_text(self) -> &'static str {
+        match self {
+            Eviction::Slow => "evicted: the connection could not keep up",
+            Eviction::Silent | Eviction::Timeout => "evicted: no sign of life",
         }
     }
 }
@@ -334,6 +386,7 @@ impl Handler<Join> for RoomActor {
             now,
         )?;
         if let Some(old) = joined.replaced {
+            old.liveness.revoke(CloseCode::Replaced);
             let _ = old.recipient.try_send(ToSession::Close(
                 CloseCode::Replaced,
                 "resumed on another connection",
@@ -398,7 +451,7 @@ impl Handler<Disconnect> for RoomActor {
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
         if msg.gone {
-            let (_, effects) = self.state.evict(&msg.id, msg.conn);
+            let effects = self.evict(&msg.id, msg.conn, Eviction::Timeout);
             self.deliver(effects);
         } else {
             self.state.disconnect(&msg.id, msg.conn, clock::now_ms());

@@ -315,7 +315,12 @@ impl Actor for WsSession {
         self.metrics.sessions.inc();
         ctx.set_mailbox_capacity(self.settings.outbox_frames);
         ctx.run_interval(self.settings.heartbeat_interval, |session, ctx| {
-            if session.last_heard.elapsed() > session.settings.client_timeout {
+            if let Some(code) = session.liveness.revoked() {
+                // The room let go of this connection while it could not even receive the
+                // close; now that it runs again, finish the job.
+                session.membership = Membership::Anonymous;
+                Self::close(ctx, code, "no longer a member of the room");
+            } else if session.last_heard.elapsed() > session.settings.client_timeout {
                 tracing::debug!(room = %session.room_id, conn = session.conn, "heartbeat timeout");
                 session.gone = true;
                 Self::close(ctx, CloseCode::Timeout, "no sign of life");

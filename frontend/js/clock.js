@@ -1,0 +1,113 @@
+// Estimates the offset between this page's monotonic clock (performance.now())
+// and the server clock (server ms since the UNIX epoch), NTP-style.
+//
+// For one ping/pong exchange:
+//   t0 = client send, t1 = server receive, t2 = server send, t3 = client receive
+//   offset = ((t1 - t0) + (t2 - t3)) / 2      (server time = client time + offset)
+//   rtt    = (t3 - t0) - (t2 - t1)            (network time, server processing excluded)
+// The offset error of one sample is at most rtt / 2 (asymmetric paths), so the
+// samples with the lowest rtt are the most trustworthy: we keep a window of recent
+// samples and take the median offset of the third of them with the lowest rtt (at
+// least `best`). A third rather than the single best: on a jittery link even the
+// fastest samples are lopsided, and the median of several cancels much of that.
+
+// 30 samples at one per 2 s cover the last minute: enough for a few of them to have met
+// little queueing in both directions, short enough that clock drift does not matter.
+export const DEFAULT_WINDOW = 30;
+export const DEFAULT_BEST = 3;
+/** Pings sent back to back (after each pong or a short timeout) when the connection opens. */
+export const BURST_COUNT = 8;
+export const BURST_SPACING_MS = 120;
+export const STEADY_INTERVAL_MS = 2000;
+/** A pong for a ping older than this is ignored (its sample would be meaningless). */
+export const MAX_SAMPLE_AGE_MS = 10_000;
+
+function median(sortedValues) {
+  const n = sortedValues.length;
+  if (n === 0) return NaN;
+  const mid = n >> 1;
+  return n % 2 ? sortedValues[mid] : (sortedValues[mid - 1] + sortedValues[mid]) / 2;
+}
+
+/** Delay before the next ping, given how many have been sent on this connection. */
+export function pingDelayMs(sentSoFar) {
+  return sentSoFar < BURST_COUNT ? BURST_SPACING_MS : STEADY_INTERVAL_MS;
+}
+
+/** Computes one sample, or null when the four timestamps cannot come from a real exchange. */
+export function sampleFromPong(t0, t1, t2, t3) {
+  if (![t0, t1, t2, t3].every(Number.isFinite)) return null;
+  const rtt = (t3 - t0) - (t2 - t1);
+  // Negative round trips or a server that "sent before it received" mean garbage input.
+  if (t3 < t0 || t2 < t1 || rtt < 0) return null;
+  return { offset: ((t1 - t0) + (t2 - t3)) / 2, rtt, at: t3 };
+}
+
+export class ClockSync {
+  /**
+   * @param {object} [options]
+   * @param {() => number} [options.now] monotonic client clock in ms (performance.now)
+   * @param {number} [options.windowSize] how many recent samples to keep
+   * @param {number} [options.best] fewest lowest-rtt samples to combine
+   */
+  constructor({ now = () => performance.now(), windowSize = DEFAULT_WINDOW, best = DEFAULT_BEST } = {}) {
+    this.now = now;
+    this.windowSize = windowSize;
+    this.best = best;
+    this.samples = [];
+    this.offsetMs = null;
+    this.rttMs = null;
+  }
+
+  get synced() {
+    return this.offsetMs !== null;
+  }
+
+  /** Builds the ping message to send now. */
+  makePing() {
+    return { type: 'ping', t0: this.now() };
+  }
+
+  /**
+   * Feeds a pong; returns the accepted sample or null if it was rejected.
+   * `t3` defaults to now; tests pass it explicitly.
+   */
+  onPong(pong, t3 = this.now()) {
+    if (!pong || typeof pong !== 'object') return null;
+    const { t0, t1, t2 } = pong;
+    // A pong for a ping from a previous page clock epoch or far in the past is useless.
+    if (!Number.isFinite(t0) || t3 - t0 > MAX_SAMPLE_AGE_MS) return null;
+    const sample = sampleFromPong(t0, t1, t2, t3);
+    if (!sample) return null;
+    this.samples.push(sample);
+    if (this.samples.length > this.windowSize) this.samples.shift();
+    this.recompute();
+    return sample;
+  }
+
+  recompute() {
+    const byRtt = [...this.samples].sort((a, b) => a.rtt - b.rtt);
+    const chosen = byRtt.slice(0, Math.max(this.best, Math.ceil(byRtt.length / 3)));
+    this.offsetMs = median(chosen.map((s) => s.offset).sort((a, b) => a - b));
+    // Reported rtt is the median of the whole window: it tells the server how slow
+    // this member typically is (it schedules start times from it), not the best case.
+    this.rttMs = median(this.samples.map((s) => s.rtt).sort((a, b) => a - b));
+  }
+
+  /** Server time (ms since epoch) at client monotonic time `clientMs` (default: now). */
+  serverTime(clientMs = this.now()) {
+    return this.offsetMs === null ? null : clientMs + this.offsetMs;
+  }
+
+  /** Client monotonic time at which the server clock reads `serverMs`. */
+  clientTime(serverMs) {
+    return this.offsetMs === null ? null : serverMs - this.offsetMs;
+  }
+
+  /** Forgets everything, e.g. after reconnecting to a (possibly restarted) server. */
+  reset() {
+    this.samples = [];
+    this.offsetMs = null;
+    this.rttMs = null;
+  }
+}

@@ -1,0 +1,392 @@
+// Makes a local player follow the room's authoritative playback.
+//
+// The engine only ever *reads* the room state and drives the player; it sends
+// nothing but `ping` and `status`. User actions (play, seek, ...) are sent by the UI
+// controls, never derived from player events, so a change the engine applies can
+// never be echoed back to the server as if a person made it.
+
+import { ClockSync, pingDelayMs } from './clock.js';
+import { PlaybackModel, sameVideo } from './playback-model.js';
+import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from './correction.js';
+
+export const TICK_MS = 250;
+export const STATUS_INTERVAL_MS = 1000;
+/** Paused or waiting players are moved when they sit further than this from the target. */
+export const PAUSED_TOLERANCE_MS = 40;
+/**
+ * Time from play() until the media position starts moving. Chromium's <video> takes about
+ * 80-100 ms here; each start measures the miss and adjusts this per player.
+ */
+export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
+export const MAX_START_LEAD_MS = 500;
+/** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
+export const START_LEAD_LEARNING = 0.5;
+/** A start is judged (and corrected) only after this long, once the media moves steadily. */
+export const START_SETTLE_MS = 300;
+/** A late joiner's media may be this far behind its ideal pre-start position before it seeks again. */
+export const PRESTART_TOLERANCE_MS = 15;
+/** Extra distance a late joiner seeks ahead by, then waits out (seek time varies; a wait is exact). */
+export const PRESTART_MARGIN_MS = 60;
+/** Seeks allowed before one start; after that it plays and the rate controller takes over. */
+export const MAX_PRESTART_SEEKS = 3;
+
+export class SyncEngine {
+  /**
+   * @param {object} deps
+   * @param {(msg: object) => void} deps.send            sends a message to the server
+   * @param {(video: object|null) => object|null} deps.createPlayer  builds a player for a video
+   * @param {() => number} [deps.now]                    monotonic clock (ms)
+   * @param {Function} [deps.setTimer]                   setTimeout-like
+   * @param {Function} [deps.clearTimer]                 clearTimeout-like
+   * @param {(engine: SyncEngine) => void} [deps.onChange] called when visible state changes
+   */
+  constructor({ send, createPlayer, now = () => performance.now(), setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), onChange = () => {} }) {
+    this.send = send;
+    this.createPlayer = createPlayer;
+    this.now = now;
+    this.setTimer = setTimer;
+    this.clearTimer = clearTimer;
+    this.onChange = onChange;
+    this.clock = new ClockSync({ now });
+    this.model = new PlaybackModel();
+    this.controller = new CorrectionController(HTML5_TUNING);
+    this.player = null;
+    this.playerVideo = undefined; // undefined: nothing chosen yet (null means "no video")
+    this.playerReady = false;
+    this.busy = false; // a seek, load or play is in flight
+    this.autoplayBlocked = false;
+    this.lastDriftMs = null;
+    this.lastError = null;
+    this.arrivalLeadMs = null;
+    this.lastStart = null;
+    this.startLeadMs = INITIAL_START_LEAD_MS.fine;
+    this.startCheck = null; // {at}: when to measure how well the last start hit the clock
+    this.prestartSeeks = 0;
+    this.connected = false;
+    this.pingsSent = 0;
+    this.timers = { ping: null, status: null, tick: null, start: null };
+  }
+
+  // ---- connection lifecycle -------------------------------------------------
+
+  /** The socket is open and joined: start measuring the clock and reporting. */
+  onConnected() {
+    this.connected = true;
+    this.pingsSent = 0;
+    this.schedulePing(0);
+    this.restartTimer('status', STATUS_INTERVAL_MS, () => this.reportStatus(), true);
+    this.restartTimer('tick', TICK_MS, () => this.tick(), true);
+  }
+
+  onDisconnected() {
+    this.connected = false;
+    this.stopTimer('ping');
+    this.stopTimer('status');
+    // The tick keeps running: the player follows the last known playback offline.
+  }
+
+  schedulePing(delay) {
+    this.restartTimer('ping', delay, () => {
+      if (!this.connected) return;
+      this.send(this.clock.makePing());
+      this.pingsSent += 1;
+      this.schedulePing(pingDelayMs(this.pingsSent));
+    });
+  }
+
+  onPong(message) {
+    const sample = this.clock.onPong(message);
+    if (sample && this.clock.samples.length === 1) this.tick();
+    return sample;
+  }
+
+  /** `welcome` starts a fresh session: any seq is accepted. */
+  onWelcome(playback) {
+    return this.onPlayback(playback, { fresh: true });
+  }
+
+  onPlayback(playback, { fresh = false } = {}) {
+    const result = this.model.apply(playback, { fresh });
+    if (result === 'applied') {
+      this.prestartSeeks = 0;
+      // How long before its start time the update arrived (negative: after it). For diagnostics.
+      const serverMs = this.serverNow();
+      this.arrivalLeadMs = serverMs === null ? null : this.model.current.anchor - serverMs;
+      this.controller.reset();
+      this.tick();
+      this.onChange(this);
+    }
+    return result;
+  }
+
+  // ---- the control loop -----------------------------------------------------
+
+  serverNow() {
+    return this.clock.serverTime();
+  }
+
+  /** Where the room says the media is right now (seconds), clamped to the media length. */
+  expectedPosition(serverMs = this.serverNow()) {
+    if (serverMs === null || !this.model.current) return null;
+    let expected = this.model.positionAt(serverMs);
+    const duration = this.player && this.playerReady ? this.player.duration() : NaN;
+    if (Number.isFinite(duration) && duration > 0) expected = Math.min(expected, duration);
+    return Math.max(0, expected);
+  }
+
+  tick() {
+    const playback = this.model.current;
+    if (!playback) return;
+    if (!sameVideo(this.playerVideo, playback.video)) {
+      this.switchVideo(playback.video);
+      return;
+    }
+    if (!this.player || !this.playerReady || this.busy || !this.clock.synced) return;
+
+    const serverMs = this.serverNow();
+    const expected = this.expectedPosition(serverMs);
+    const actual = this.player.currentTime();
+    const driftMs = (actual - expected) * 1000;
+    this.lastDriftMs = driftMs;
+
+    if (playback.paused) {
+      this.holdAt(expected, playback.rate, driftMs);
+      return;
+    }
+    const untilStart = playback.anchor - serverMs;
+    const lead = this.startLeadMs / playback.rate;
+    // (Within a millisecond of the play moment counts as there: timers are not finer.)
+    if (untilStart - lead > 1) {
+      // Scheduled start: stand ready at the start position, and call play() early by the
+      // time this player needs to get moving, so the media starts moving at the anchor.
+      this.holdAt(playback.position, playback.rate, (actual - playback.position) * 1000);
+      const untilPlay = untilStart - lead;
+      const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
+      this.restartTimer('start', delay, () => this.tick());
+      return;
+    }
+    const duration = this.player.duration();
+    if (Number.isFinite(duration) && expected >= duration - 0.05) {
+      // The room has run past the end: sit on the last frame like everyone else.
+      if (!this.player.paused()) this.player.pause();
+      this.lastDriftMs = 0;
+      return;
+    }
+    if (this.player.paused()) {
+      this.startPlaying(expected, playback.rate, driftMs);
+      return;
+    }
+    if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
+    if (this.startCheck !== null) {
+      // Leave a fresh start alone until it has settled, then learn how late (or early) it was.
+      if (this.now() < this.startCheck.at) return;
+      this.learnStartLead(driftMs);
+    }
+    const decision = this.controller.update(driftMs, playback.rate, this.now());
+    this.lastDriftMs = decision.driftMs;
+    if (decision.action === 'seek') {
+      this.seekTo(() => this.expectedPosition() + (decision.leadMs / 1000) * playback.rate);
+    } else {
+      this.player.setRate(decision.rate);
+    }
+  }
+
+  holdAt(position, rate, driftMs) {
+    this.startCheck = null;
+    if (!this.player.paused()) this.player.pause();
+    this.player.setRate(rate);
+    this.controller.reset();
+    if (Math.abs(driftMs) > PAUSED_TOLERANCE_MS) this.seekTo(() => position, { measure: false });
+  }
+
+  startPlaying(expected, rate, driftMs) {
+    if (this.autoplayBlocked) return;
+    const lead = this.startLeadMs;
+    const playback = this.model.current;
+    if (this.serverNow() >= playback.anchor) {
+      // The room is already running (a late joiner, a reload, a reconnect). After play() the
+      // media stands still for about `lead` ms, so it must stand that far ahead of the room.
+      const excessMs = driftMs - lead * rate; // media ms beyond where play() should find it
+      const tooFarBehind = excessMs < -PRESTART_TOLERANCE_MS;
+      const tooFarAhead = excessMs > this.controller.tuning.seekThresholdMs;
+      if ((tooFarBehind || tooFarAhead) && this.prestartSeeks < MAX_PRESTART_SEEKS) {
+        // Aim a little further ahead than needed and then wait: waiting is exact, seeking is not.
+        this.prestartSeeks += 1;
+        const aheadMs = this.controller.seekLatencyMs + lead + PRESTART_MARGIN_MS;
+        this.seekTo(() => this.expectedPosition() + (aheadMs / 1000) * rate);
+        return;
+      }
+      if (excessMs > 1 && !tooFarAhead) {
+        // Ahead: let the room catch up, then play.
+        this.restartTimer('start', excessMs / rate, () => this.tick());
+        return;
+      }
+    }
+    this.prestartSeeks = 0;
+    this.player.setRate(rate);
+    this.controller.reset();
+    const serverMs = this.serverNow();
+    // Diagnostics: when play() was called relative to the start time, and where the media stood.
+    this.lastStart = { beforeAnchorMs: this.model.current.anchor - serverMs, driftMs, leadMs: this.startLeadMs };
+    this.runPlay().then(() => {
+      if (!this.player.paused()) this.startCheck = { at: this.now() + START_SETTLE_MS };
+    });
+  }
+
+  /**
+   * Learns this player's start latency L from how the last start landed.
+   * play() was called `before` ms ahead of the anchor (negative: after it, the room
+   * already running) with the media `d0` ms off; it then stood still for L ms. Measured
+   * `missMs` after settling, the latency was L = max(0, before) + (d0 - miss) / rate:
+   * a late call (message arrived late, busy machine) is not held against the player.
+   */
+  learnStartLead(missMs) {
+    this.startCheck = null;
+    const start = this.lastStart;
+    if (!start || !Number.isFinite(missMs)) return;
+    const rate = this.model.current ? this.model.current.rate : 1;
+    const latency = Math.max(0, start.beforeAnchorMs) + (start.driftMs - missMs) / rate;
+    if (!Number.isFinite(latency) || latency < 0 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
+    this.startLeadMs += (latency - this.startLeadMs) * START_LEAD_LEARNING;
+  }
+
+  /** Calls player.play(); returns its promise. Also used from a user gesture to lift an autoplay block. */
+  runPlay() {
+    this.busy = true;
+    let promise;
+    try {
+      promise = Promise.resolve(this.player.play());
+    } catch (error) {
+      promise = Promise.reject(error);
+    }
+    return promise.then(
+      () => {
+        this.busy = false;
+        if (this.autoplayBlocked) {
+          this.autoplayBlocked = false;
+          this.onChange(this);
+        }
+      },
+      (error) => {
+        this.busy = false;
+        if (error && error.name === 'NotAllowedError') {
+          this.autoplayBlocked = true;
+          this.onChange(this);
+        } else {
+          this.lastError = String(error && error.message || error);
+        }
+      },
+    );
+  }
+
+  /** Called from a click on the "join playback" overlay: a user gesture allows play(). */
+  resumeAfterGesture() {
+    this.autoplayBlocked = false;
+    if (!this.player || !this.playerReady) return Promise.resolve();
+    this.onChange(this);
+    const playback = this.model.current;
+    if (playback && !playback.paused) return this.runPlay().then(() => this.tick());
+    return Promise.resolve();
+  }
+
+  seekTo(targetFn, { measure = true } = {}) {
+    this.busy = true;
+    const startedAt = this.now();
+    // The target is computed at the last moment so time spent deciding is not lost.
+    let target = targetFn();
+    const duration = this.player.duration();
+    if (Number.isFinite(duration)) target = Math.min(target, duration);
+    return Promise.resolve(this.player.seek(Math.max(0, target))).then(
+      () => {
+        if (measure) this.controller.noteSeekLatency(this.now() - startedAt);
+        this.busy = false;
+        this.controller.reset();
+        this.tick();
+      },
+      () => {
+        this.busy = false;
+      },
+    );
+  }
+
+  switchVideo(video) {
+    if (this.player) this.player.destroy();
+    this.player = null;
+    this.playerReady = false;
+    this.playerVideo = video;
+    this.busy = false;
+    this.startCheck = null;
+    this.lastError = null;
+    this.controller.reset();
+    if (!video) {
+      this.onChange(this);
+      return;
+    }
+    const player = this.createPlayer(video);
+    if (!player) return;
+    this.player = player;
+    const kindChanged = !this.controller || this.controller.tuning.fineRate !== player.fineRate;
+    if (kindChanged) {
+      // Learned latencies carry over between videos of the same kind of player.
+      this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
+      this.startLeadMs = player.fineRate ? INITIAL_START_LEAD_MS.fine : INITIAL_START_LEAD_MS.coarse;
+    }
+    this.onChange(this);
+    Promise.resolve(player.load(video)).then(
+      () => {
+        if (this.player !== player) return; // replaced meanwhile
+        this.playerReady = true;
+        this.onChange(this);
+        this.tick();
+      },
+      (error) => {
+        if (this.player !== player) return;
+        this.lastError = `could not load the video: ${error && error.message || error}`;
+        this.onChange(this);
+      },
+    );
+  }
+
+  // ---- reporting ------------------------------------------------------------
+
+  status() {
+    return {
+      type: 'status',
+      rtt_ms: this.clock.rttMs === null ? 0 : round1(this.clock.rttMs),
+      drift_ms: this.lastDriftMs === null ? 0 : round1(this.lastDriftMs),
+      buffering: !!(this.player && (this.player.buffering() || !this.playerReady)),
+    };
+  }
+
+  reportStatus() {
+    if (!this.connected || !this.clock.synced) return;
+    this.send(this.status());
+  }
+
+  // ---- timers ---------------------------------------------------------------
+
+  restartTimer(name, delay, fn, repeat = false) {
+    this.stopTimer(name);
+    const run = () => {
+      if (repeat) this.timers[name] = this.setTimer(run, delay);
+      else this.timers[name] = null;
+      fn();
+    };
+    this.timers[name] = this.setTimer(run, delay);
+  }
+
+  stopTimer(name) {
+    if (this.timers[name] !== null) this.clearTimer(this.timers[name]);
+    this.timers[name] = null;
+  }
+
+  destroy() {
+    for (const name of Object.keys(this.timers)) this.stopTimer(name);
+    if (this.player) this.player.destroy();
+    this.player = null;
+  }
+}
+
+function round1(x) {
+  return Math.round(x * 10) / 10;
+}

@@ -1,0 +1,128 @@
+// Deterministic stand-ins for time and for a media player, for the engine tests.
+
+/** Virtual monotonic clock with setTimeout-like timers. */
+export class VirtualTime {
+  constructor(start = 1000) {
+    this.t = start;
+    this.timers = new Map();
+    this.nextId = 1;
+  }
+  now = () => this.t;
+  setTimer = (fn, delay) => {
+    const id = this.nextId++;
+    this.timers.set(id, { at: this.t + Math.max(0, delay), fn });
+    return id;
+  };
+  clearTimer = (id) => {
+    this.timers.delete(id);
+  };
+  /** Advances time by `ms`, jumping to each due timer in order and settling promises after each. */
+  async advance(ms) {
+    const end = this.t + ms;
+    for (;;) {
+      let next = null;
+      for (const [id, timer] of this.timers) {
+        if (timer.at <= end && (next === null || timer.at < next[1].at)) next = [id, timer];
+      }
+      if (next === null) break;
+      const [id, timer] = next;
+      this.timers.delete(id);
+      this.t = Math.max(this.t, timer.at);
+      timer.fn();
+      await settle();
+    }
+    this.t = end;
+    await settle();
+  }
+}
+
+export async function settle() {
+  for (let i = 0; i < 5; i++) await Promise.resolve();
+}
+
+/**
+ * A player whose media position moves with virtual time. `playLagMs` models the
+ * time a real element takes to get moving after play(); seeks finish after `seekMs`.
+ */
+export class FakePlayer {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0 } = {}) {
+    this.clockError = clockError; // the media clock runs this fraction fast (e.g. 0.002)
+    this.time = time;
+    this.fineRate = fineRate;
+    this.durationS = duration;
+    this.playLagMs = playLagMs;
+    this.seekMs = seekMs;
+    this.blockAutoplay = blockAutoplay;
+    this.position = 0;
+    this.rate = 1;
+    this.isPaused = true;
+    this.movingFrom = null; // virtual time when the media really starts advancing
+    this.lastUpdate = time.now();
+    this.isBuffering = false;
+    this.calls = [];
+    this.destroyed = false;
+    this.loaded = null;
+  }
+  advanceMedia() {
+    const now = this.time.now();
+    if (!this.isPaused && !this.isBuffering) {
+      const from = Math.max(this.lastUpdate, this.movingFrom ?? this.lastUpdate);
+      if (now > from) this.position = Math.min(this.durationS, this.position + ((now - from) / 1000) * this.rate * (1 + this.clockError));
+    }
+    this.lastUpdate = now;
+  }
+  load(video) {
+    this.calls.push(['load', video]);
+    this.loaded = video;
+    return Promise.resolve();
+  }
+  currentTime() {
+    this.advanceMedia();
+    return this.position;
+  }
+  duration() {
+    return this.durationS;
+  }
+  paused() {
+    return this.isPaused;
+  }
+  buffering() {
+    return this.isBuffering;
+  }
+  play() {
+    this.calls.push(['play']);
+    if (this.blockAutoplay) {
+      const error = new Error('play() failed because the user did not interact');
+      error.name = 'NotAllowedError';
+      return Promise.reject(error);
+    }
+    this.advanceMedia();
+    this.isPaused = false;
+    this.movingFrom = this.time.now() + this.playLagMs;
+    return Promise.resolve();
+  }
+  pause() {
+    this.calls.push(['pause']);
+    this.advanceMedia();
+    this.isPaused = true;
+  }
+  seek(seconds) {
+    this.calls.push(['seek', seconds]);
+    this.advanceMedia();
+    return new Promise((resolve) => {
+      this.time.setTimer(() => {
+        this.advanceMedia();
+        this.position = seconds;
+        resolve();
+      }, this.seekMs);
+    });
+  }
+  setRate(rate) {
+    this.advanceMedia();
+    if (rate !== this.rate) this.calls.push(['rate', rate]);
+    this.rate = rate;
+  }
+  destroy() {
+    this.destroyed = true;
+  }
+}

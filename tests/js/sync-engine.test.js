@@ -1,0 +1,231 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { SyncEngine, INITIAL_START_LEAD_MS } from '../../frontend/js/sync-engine.js';
+import { VirtualTime, FakePlayer, settle } from './fakes.js';
+
+const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
+const OTHER = { kind: 'url', url: '/media/clip-b-30s.mp4' };
+const SERVER_OFFSET = 1_700_000_000_000 + 7_345; // this page's clock is far from the server's
+const ONE_WAY_MS = 15;
+
+/** Wires an engine to a simulated server that answers pings after ONE_WAY_MS each way. */
+function setup(playerOptions = {}) {
+  const time = new VirtualTime();
+  const serverNow = () => time.now() + SERVER_OFFSET;
+  const sent = [];
+  const players = [];
+  let engine;
+  const send = (msg) => {
+    sent.push(msg);
+    if (msg.type === 'ping') {
+      time.setTimer(() => {
+        const t1 = serverNow();
+        time.setTimer(() => engine.onPong({ type: 'pong', t0: msg.t0, t1, t2: t1 }), ONE_WAY_MS);
+      }, ONE_WAY_MS);
+    }
+  };
+  engine = new SyncEngine({
+    send,
+    now: time.now,
+    setTimer: time.setTimer,
+    clearTimer: time.clearTimer,
+    createPlayer: (video) => {
+      const player = new FakePlayer(time, playerOptions);
+      players.push(player);
+      return player;
+    },
+  });
+  return { time, serverNow, sent, players, engine, player: () => players.at(-1) };
+}
+
+const playback = (fields) => ({ video: CLIP, paused: true, position: 0, rate: 1, anchor: 0, seq: 1, ...fields });
+
+test('clock converges to the server offset from ping/pong', async () => {
+  const { time, engine } = setup();
+  engine.onConnected();
+  await time.advance(1000);
+  assert.ok(engine.clock.synced);
+  assert.ok(Math.abs(engine.clock.offsetMs - SERVER_OFFSET) < 1, `offset error ${engine.clock.offsetMs - SERVER_OFFSET}`);
+  assert.ok(Math.abs(engine.clock.rttMs - 2 * ONE_WAY_MS) < 1);
+  engine.destroy();
+});
+
+test('a scheduled start begins at the anchor, not on arrival', async () => {
+  const { time, serverNow, engine, player } = setup({ playLagMs: INITIAL_START_LEAD_MS.fine });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }));
+  await time.advance(300);
+  assert.equal(player().paused(), true);
+  assert.ok(Math.abs(player().currentTime() - 5) < 0.001, 'paused at the room position');
+
+  const anchor = serverNow() + 600;
+  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 2 }));
+  await time.advance(400);
+  assert.equal(player().paused(), true, 'still waiting 200 ms before the anchor');
+  await time.advance(300);
+  assert.equal(player().paused(), false, 'running after the anchor');
+  assert.ok(player().calls.some(([name]) => name === 'play'));
+  const expected = 5 + (serverNow() - anchor) / 1000;
+  const missMs = (player().currentTime() - expected) * 1000;
+  assert.ok(Math.abs(missMs) <= 5, `media started moving at the anchor (off by ${missMs} ms)`);
+  engine.destroy();
+});
+
+test('the start lead is learned from each start', async () => {
+  const lagMs = 190; // a slower player than the initial guess
+  const { time, serverNow, engine, player } = setup({ playLagMs: lagMs });
+  engine.onConnected();
+  await time.advance(800);
+  const misses = [];
+  for (let seq = 1; seq <= 8; seq += 2) {
+    engine.onPlayback(playback({ paused: true, position: 5, seq }), { fresh: seq === 1 });
+    await time.advance(300);
+    const anchor = serverNow() + 500;
+    engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: seq + 1 }));
+    await time.advance(500 + lagMs + 5);
+    // Measure the start itself, before the rate controller has had a say.
+    misses.push((player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000);
+    await time.advance(1000);
+  }
+  assert.ok(misses[0] < -80, `the first start is late by about the unknown lag (${misses[0]} ms)`);
+  assert.ok(Math.abs(misses.at(-1)) < 15, `later starts hit the anchor (${misses.map((m) => m.toFixed(1)).join(', ')})`);
+  assert.ok(Math.abs(engine.startLeadMs - lagMs) < 15);
+  engine.destroy();
+});
+
+test('a media clock running fast is held in sync by rate alone', async () => {
+  const { time, serverNow, engine, player } = setup({ clockError: 0.004, playLagMs: INITIAL_START_LEAD_MS.fine });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: false, position: 0, anchor: serverNow() + 300, seq: 1 }));
+  let worst = 0;
+  await time.advance(2000);
+  for (let i = 0; i < 60; i++) {
+    await time.advance(500);
+    worst = Math.max(worst, Math.abs((player().currentTime() - engine.expectedPosition()) * 1000));
+  }
+  assert.ok(worst <= 25, `stayed within ${worst} ms over 30 s`);
+  assert.ok(!player().calls.some(([name]) => name === 'seek'), 'no seek while playing');
+  assert.ok(player().calls.some(([name, rate]) => name === 'rate' && rate < 1), 'slowed down to stay in sync');
+  engine.destroy();
+});
+
+test('joining mid-video lands on the live position without any rate correction', async () => {
+  // Seeks take 150 ms, far more than the initial guess: the first one lands behind.
+  const { time, serverNow, engine, player } = setup({ seekMs: 150, playLagMs: INITIAL_START_LEAD_MS.fine });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: false, position: 10, anchor: serverNow() - 20_000, seq: 7 }));
+  await time.advance(3000);
+  const drift = (player().currentTime() - engine.expectedPosition()) * 1000;
+  assert.ok(Math.abs(drift) < 5, `drift ${drift} ms`);
+  assert.ok(player().position > 32);
+  assert.ok(!player().calls.some(([name]) => name === 'rate'), 'no rate nudge was needed');
+  assert.ok(player().calls.filter(([name]) => name === 'seek').length <= 3);
+  engine.destroy();
+});
+
+test('stale and malformed updates do not move the player', async () => {
+  const { time, engine, player } = setup();
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ position: 12, seq: 5 }));
+  await time.advance(300);
+  assert.equal(engine.onPlayback(playback({ position: 40, seq: 4 })), 'stale');
+  assert.equal(engine.onPlayback({ nonsense: true }), 'invalid');
+  await time.advance(300);
+  assert.ok(Math.abs(player().currentTime() - 12) < 0.001);
+  engine.destroy();
+});
+
+test('the engine never sends anything but ping and status', async () => {
+  const { time, serverNow, engine, sent } = setup({ playLagMs: 60, seekMs: 50 });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ seq: 1 }));
+  engine.onPlayback(playback({ paused: false, position: 3, anchor: serverNow() + 200, seq: 2 }));
+  await time.advance(2000);
+  engine.onPlayback(playback({ paused: false, position: 30, anchor: serverNow() + 200, seq: 3 }));
+  await time.advance(2000);
+  engine.onPlayback(playback({ paused: true, position: 33, seq: 4 }));
+  engine.onPlayback(playback({ video: OTHER, paused: true, position: 0, seq: 5 }));
+  await time.advance(2000);
+  const types = new Set(sent.map((m) => m.type));
+  assert.deepEqual([...types].sort(), ['ping', 'status']);
+  engine.destroy();
+});
+
+test('status goes out about once a second with rtt and drift', async () => {
+  const { time, engine, sent } = setup();
+  engine.onConnected();
+  engine.onWelcome(playback({ position: 1, seq: 1 }));
+  await time.advance(5000);
+  const statuses = sent.filter((m) => m.type === 'status');
+  assert.ok(statuses.length >= 4 && statuses.length <= 5, `${statuses.length} status messages in 5 s`);
+  const last = statuses.at(-1);
+  assert.equal(typeof last.rtt_ms, 'number');
+  assert.equal(typeof last.drift_ms, 'number');
+  assert.equal(last.buffering, false);
+  assert.ok(Math.abs(last.rtt_ms - 30) < 1);
+  engine.onDisconnected();
+  const before = sent.length;
+  await time.advance(3000);
+  assert.equal(sent.length, before, 'silent while disconnected');
+  engine.destroy();
+});
+
+test('loading another video replaces the player', async () => {
+  const { time, engine, players } = setup();
+  engine.onConnected();
+  await time.advance(500);
+  engine.onWelcome(playback({ seq: 1 }));
+  await time.advance(100);
+  engine.onPlayback(playback({ video: OTHER, seq: 2 }));
+  await time.advance(100);
+  assert.equal(players.length, 2);
+  assert.ok(players[0].destroyed);
+  assert.deepEqual(players[1].loaded, OTHER);
+  engine.onPlayback(playback({ video: null, seq: 3 }));
+  await time.advance(500);
+  assert.ok(players[1].destroyed);
+  assert.equal(engine.player, null);
+  assert.equal(players.length, 2, 'no player churn while there is no video');
+  engine.destroy();
+});
+
+test('blocked autoplay is reported and lifted by a user gesture', async () => {
+  const { time, serverNow, engine, player } = setup({ blockAutoplay: true });
+  const changes = [];
+  engine.onChange = (e) => changes.push(e.autoplayBlocked);
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: false, position: 0, anchor: serverNow() + 100, seq: 1 }));
+  await time.advance(500);
+  assert.equal(engine.autoplayBlocked, true);
+  assert.ok(changes.includes(true));
+  const playCalls = player().calls.filter(([n]) => n === 'play').length;
+  await time.advance(2000);
+  assert.equal(player().calls.filter(([n]) => n === 'play').length, playCalls, 'no play() retry loop while blocked');
+  player().blockAutoplay = false;
+  await engine.resumeAfterGesture();
+  await settle();
+  assert.equal(engine.autoplayBlocked, false);
+  await time.advance(3000);
+  const drift = (player().currentTime() - engine.expectedPosition()) * 1000;
+  assert.ok(Math.abs(drift) < 60, `caught up after the click (drift ${drift} ms)`);
+  engine.destroy();
+});
+
+test('pause puts every player on the same frame', async () => {
+  const { time, serverNow, engine, player } = setup({ playLagMs: 40 });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: false, position: 0, anchor: serverNow() + 100, seq: 1 }));
+  await time.advance(3000);
+  engine.onPlayback(playback({ paused: true, position: 2.5, seq: 2 }));
+  await time.advance(500);
+  assert.equal(player().paused(), true);
+  assert.ok(Math.abs(player().currentTime() - 2.5) <= 0.04);
+  engine.destroy();
+});

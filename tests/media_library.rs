@@ -1,0 +1,78 @@
+//! The media library: listing, range requests, content types, no way out of the directory.
+
+use crate::util::TestServer;
+
+/// A media directory with one small file, unique to this test process.
+fn media_dir() -> std::path::PathBuf {
+    let dir = std::env::temp_dir().join(format!("wt-media-it-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(
+        dir.join("clip.mp4"),
+        (0..=255u8).cycle().take(4096).collect::<Vec<_>>(),
+    )
+    .unwrap();
+    std::fs::write(dir.join("notes.txt"), b"not media").unwrap();
+    dir
+}
+
+#[actix_rt::test]
+async fn media_is_listed_and_served_with_ranges() {
+    let dir = media_dir();
+    let srv = TestServer::with(|c| c.media_dir = Some(dir.clone())).await;
+    let (status, list) = srv.get("/api/media").await;
+    assert_eq!(status, 200);
+    assert_eq!(
+        list,
+        serde_json::json!([{"name": "clip.mp4", "size": 4096, "url": "/media/clip.mp4"}])
+    );
+
+    let mut resp = awc::Client::new()
+        .get(format!("{}/media/clip.mp4", srv.base))
+        .insert_header(("range", "bytes=10-19"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status().as_u16(), 206);
+    assert_eq!(resp.headers().get("content-type").unwrap(), "video/mp4");
+    assert_eq!(
+        resp.headers().get("content-range").unwrap(),
+        "bytes 10-19/4096"
+    );
+    assert_eq!(
+        resp.body().await.unwrap().to_vec(),
+        (10..20u8).collect::<Vec<_>>()
+    );
+
+    let (status, body) = srv.get_raw("/media/clip.mp4", &[]).await;
+    assert_eq!((status, body.len()), (200, 4096));
+    for bad in [
+        "/media/..%2Fetc%2Fpasswd",
+        "/media/%2E%2E",
+        "/media/missing.mp4",
+        "/media/.hidden",
+    ] {
+        assert_eq!(srv.get_raw(bad, &[]).await.0, 404, "{bad}");
+    }
+}
+
+#[actix_rt::test]
+async fn an_empty_media_directory_lists_nothing() {
+    let empty = std::env::temp_dir().join(format!("wt-media-empty-{}", std::process::id()));
+    std::fs::create_dir_all(&empty).unwrap();
+    let srv = TestServer::with(|c| c.media_dir = Some(empty.clone())).await;
+    assert_eq!(srv.get("/api/media").await, (200, serde_json::json!([])));
+    assert_eq!(srv.get_raw("/media/clip.mp4", &[]).await.0, 404);
+}
+
+#[actix_rt::test]
+async fn the_app_is_served_from_the_binary() {
+    let srv = TestServer::start().await;
+    let (status, body) = srv.get_raw("/", &[]).await;
+    assert_eq!(status, 200);
+    assert!(String::from_utf8_lossy(&body).contains("<title>"));
+    let (status, _) = srv
+        .get_raw("/r/00000000-0000-4000-8000-000000000000", &[])
+        .await;
+    assert_eq!(status, 200, "the room page explains unknown rooms itself");
+    assert_eq!(srv.get_raw("/no-such-file.js", &[]).await.0, 404);
+}
