@@ -546,6 +546,10 @@ impl Session<'_> {
                     .membership_bytes
                     .fetch_add(text.len() as u64, Relaxed);
                 traffic.membership_frames.fetch_add(1, Relaxed);
+                if kind == "presence" && stats.phase() == Phase::Hold {
+                    let tenth = (now_us.rem_euclid(1_000_000) / 100_000) as usize;
+                    stats.presence_phase[tenth.min(9)].fetch_add(1, Relaxed);
+                }
                 if self.is_host && kind == "presence" {
                     self.time_flips(text, now_us);
                 }

@@ -201,6 +201,11 @@ pub fn build(
             "flips_unseen_at_end": stats.flips_unseen.load(Relaxed),
             "latency": latency_json(&stats.presence_lag.snapshot()),
         },
+        "presence_arrivals_by_tenth_of_second": stats
+            .presence_phase
+            .iter()
+            .map(|c| c.load(Relaxed))
+            .collect::<Vec<_>>(),
         "traffic_hold": {
             "frames_per_member_s": per_member_s(hold.frames.load(Relaxed), timing.hold_s),
             "bytes_per_member_s": per_member_s(hold.bytes.load(Relaxed), timing.hold_s),
@@ -383,6 +388,20 @@ pub fn table(r: &Value) -> String {
                 pl["flips_unseen_at_end"]
             ),
         );
+    }
+    if let Some(tenths) = r["presence_arrivals_by_tenth_of_second"].as_array() {
+        let counts: Vec<u64> = tenths.iter().filter_map(Value::as_u64).collect();
+        let total: u64 = counts.iter().sum();
+        if total > 0 {
+            let shares: Vec<String> = counts
+                .iter()
+                .map(|c| format!("{:.0}", *c as f64 * 100.0 / total as f64))
+                .collect();
+            row(
+                "presence arrivals by 0.1 s",
+                format!("{} % (hold; even spread is 10 % each)", shares.join(" ")),
+            );
+        }
     }
     let t = &r["traffic_hold"];
     row(

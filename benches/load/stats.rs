@@ -112,6 +112,9 @@ pub struct Stats {
     /// A member's `buffering` flip (its `status` sent) → the flip shown to its room's host
     /// in `presence`: how current the room's view of its members is.
     pub presence_lag: Latency,
+    /// Presence frames by the tenth of a second (of the bench's clock) they arrived in:
+    /// rooms that flush presence at the same moment show up as one crowded tenth.
+    pub presence_phase: [AtomicU64; 10],
     /// Buffering flips members reported.
     pub flips_sent: AtomicU64,
     /// Flips still not shown to the host when the run ended.
@@ -173,6 +176,7 @@ impl Stats {
             control_down: Latency::new(),
             bench_lag: Latency::new(),
             presence_lag: Latency::new(),
+            presence_phase: Default::default(),
             flips_sent: AtomicU64::new(0),
             flips_unseen: AtomicU64::new(0),
             clock: Mutex::new(None),
