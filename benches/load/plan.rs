@@ -39,7 +39,7 @@ impl Scenario {
 ///
 /// Run with `cargo bench --bench load -- [OPTIONS]`.
 #[derive(Parser, Debug)]
-#[command(name = "load", about, long_about = None)]
+#[command(name = "load", bin_name = "cargo bench --bench load --")]
 pub struct Options {
     /// Which load shape to run; the other options override its defaults.
     #[arg(long, value_enum, default_value_t = Scenario::ManyRooms)]
@@ -65,7 +65,7 @@ pub struct Options {
     #[arg(long)]
     pub chat_rate: Option<f64>,
 
-    /// New connections opened per second while filling the rooms (and at most while churning).
+    /// New connections opened per second while filling the rooms.
     #[arg(long)]
     pub connect_rate: Option<f64>,
 
