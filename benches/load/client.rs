@@ -69,7 +69,10 @@ pub struct RoomCtx {
 
 /// Small, fast, deterministic pseudo-random numbers (splitmix64): spreads timers and
 /// drift values without a dependency.
-struct Rng(u64);
+struct Rng(
+    /// The generator's state, advanced by a constant on every draw.
+    u64,
+);
 
 impl Rng {
     fn new(seed: u64) -> Self {

@@ -54,7 +54,10 @@ pub struct Traffic {
 }
 
 /// A latency histogram in microseconds.
-pub struct Latency(Mutex<Histogram<u64>>);
+pub struct Latency(
+    /// Samples from every session; locked once per sample.
+    Mutex<Histogram<u64>>,
+);
 
 impl Latency {
     fn new() -> Self {
