@@ -51,6 +51,23 @@ impl AppState {
         }
     }
 
+    /// Takes one event from `limiter` for `ip`, or refuses with 429 `rate_limited` (counted
+    /// under `limit` in the `rejected_total` metric) and the explanation `why` gives.
+    pub fn admit(
+        &self,
+        limiter: &IpRate,
+        ip: std::net::IpAddr,
+        limit: &str,
+        why: impl FnOnce() -> String,
+    ) -> Result<(), crate::error::ApiError> {
+        if limiter.allow(ip, crate::clock::now_ms()) {
+            Ok(())
+        } else {
+            self.metrics.rejected.with_label_values(&[limit]).inc();
+            Err(crate::error::ApiError::RateLimited(why()))
+        }
+    }
+
     /// Whether shutdown has begun.
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)

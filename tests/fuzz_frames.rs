@@ -6,7 +6,7 @@ use proptest::strategy::ValueTree;
 use proptest::test_runner::TestRunner;
 use serde_json::json;
 
-use crate::util::{Event, TestServer};
+use crate::util::{unthrottled, Event, TestServer};
 
 /// Error codes documented in docs/api.md.
 const DOCUMENTED: &[&str] = &[
@@ -64,10 +64,7 @@ fn frames() -> impl Strategy<Value = String> {
 #[actix_rt::test]
 async fn random_frames_never_break_a_session_or_its_room() {
     let srv = TestServer::with(|c| {
-        c.msg_rate = 10_000.0;
-        c.msg_burst = 10_000;
-        c.chat_rate = 10_000.0;
-        c.chat_burst = 10_000;
+        unthrottled(c);
     })
     .await;
     let (room, token) = srv.create_room(json!({})).await;

@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{Client, TestServer, PATIENCE};
+use crate::util::{unthrottled, Client, TestServer, PATIENCE};
 
 /// Members in the room: the host, the frozen reader, and the rest reading normally.
 const MEMBERS: usize = 50;
@@ -52,10 +52,7 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
     let srv = TestServer::with(|c| {
         c.max_sessions_per_ip = 0;
         c.connects_per_ip_per_minute = 0;
-        c.msg_rate = 1000.0;
-        c.msg_burst = 1000;
-        c.chat_rate = 1000.0;
-        c.chat_burst = 1000;
+        unthrottled(c);
         c.tcp_user_timeout = Duration::from_secs(2);
     })
     .await;
@@ -150,10 +147,7 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
 #[actix_rt::test]
 async fn an_evicted_reader_that_catches_up_is_told_it_was_evicted() {
     let srv = TestServer::with(|c| {
-        c.msg_rate = 10_000.0;
-        c.msg_burst = 10_000;
-        c.chat_rate = 10_000.0;
-        c.chat_burst = 10_000;
+        unthrottled(c);
         c.heartbeat_interval = Duration::from_millis(300);
         c.client_timeout = Duration::from_secs(60);
         c.tcp_user_timeout = Duration::ZERO; // the socket survives: the client will catch up

@@ -35,6 +35,14 @@ pub fn test_config() -> Config {
     c
 }
 
+/// Lifts the per-session message and chat limits, for tests that send floods on purpose.
+pub fn unthrottled(c: &mut Config) {
+    c.msg_rate = 10_000.0;
+    c.msg_burst = 10_000;
+    c.chat_rate = 10_000.0;
+    c.chat_burst = 10_000;
+}
+
 impl TestServer {
     /// Starts a server with the test defaults.
     pub async fn start() -> Self {

@@ -58,17 +58,12 @@ pub async fn create(
         video.validate().map_err(ApiError::BadRequest)?;
     }
     let ip = client_ip(&req, state.config.trust_proxy);
-    if !state.room_rate.allow(ip, crate::clock::now_ms()) {
-        state
-            .metrics
-            .rejected
-            .with_label_values(&["rooms_per_ip"])
-            .inc();
-        return Err(ApiError::RateLimited(format!(
+    state.admit(&state.room_rate, ip, "rooms_per_ip", || {
+        format!(
             "at most {} rooms per minute from one address",
             state.config.rooms_per_ip_per_minute
-        )));
-    }
+        )
+    })?;
     let (room_id, host_token) = state.rooms.create(
         NewRoom {
             name,

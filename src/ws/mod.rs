@@ -36,16 +36,9 @@ pub async fn connect(
         .get(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
     let ip = client_ip(&req, state.config.trust_proxy);
-    if !state.connect_rate.allow(ip, crate::clock::now_ms()) {
-        state
-            .metrics
-            .rejected
-            .with_label_values(&["connect_rate"])
-            .inc();
-        return Err(ApiError::RateLimited(format!(
-            "too many connections from {ip}; try again in a minute"
-        )));
-    }
+    state.admit(&state.connect_rate, ip, "connect_rate", || {
+        format!("too many connections from {ip}; try again in a minute")
+    })?;
     let slot = state.sessions_per_ip.acquire(ip).ok_or_else(|| {
         state
             .metrics
