@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::str::FromStr;
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -15,6 +16,15 @@ impl RoomId {
     /// A fresh random room id.
     pub fn new() -> Self {
         RoomId(Uuid::new_v4())
+    }
+}
+
+impl RoomId {
+    /// A fixed offset within `period` derived from the id's random bits: rooms created
+    /// together then run their periodic work spread over the period, not all at once.
+    pub fn phase_within(&self, period: Duration) -> Duration {
+        let period_us = period.as_micros().max(1);
+        Duration::from_micros((self.0.as_u128() % period_us) as u64)
     }
 }
 
@@ -134,5 +144,18 @@ mod tests {
         let id = RoomId::new();
         assert_eq!(id.to_string().parse::<RoomId>().unwrap(), id);
         assert!("not-a-uuid".parse::<RoomId>().is_err());
+    }
+
+    #[test]
+    fn room_phases_lie_within_the_period_and_spread_across_it() {
+        let period = Duration::from_secs(1);
+        let mut per_tenth = [0u32; 10];
+        for _ in 0..1000 {
+            let phase = RoomId::new().phase_within(period);
+            assert!(phase < period);
+            per_tenth[(phase.as_millis() / 100) as usize] += 1;
+        }
+        // 100 expected per tenth (σ ≈ 9.5); 200 would mean the phases clump.
+        assert!(per_tenth.iter().all(|&n| n < 200), "{per_tenth:?}");
     }
 }

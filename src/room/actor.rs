@@ -363,7 +363,14 @@ impl Actor for RoomActor {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.rooms.inc();
-        ctx.run_interval(TICK, |room, ctx| room.tick(ctx));
+        // Each room ticks at its own phase of the second. Rooms created in a burst would
+        // otherwise flush presence in the same instant, and every session's frame would
+        // queue behind theirs (docs/performance.md, finding 1).
+        let phase = self.state.info().id.phase_within(TICK);
+        ctx.run_later(phase, |room, ctx| {
+            room.tick(ctx);
+            ctx.run_interval(TICK, |room, ctx| room.tick(ctx));
+        });
     }
 
     fn stopped(&mut self, _ctx: &mut Self::Context) {
