@@ -479,6 +479,10 @@ pub enum ServerMessage {
         count: usize,
         /// Current host.
         host_id: Option<ParticipantId>,
+        /// Connected participants buffering right now.
+        buffering_count: usize,
+        /// Connected participants playing at least 250 ms off the room's clock right now.
+        out_of_sync_count: usize,
     },
     /// A request was refused.
     Error {

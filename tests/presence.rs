@@ -88,6 +88,10 @@ async fn small_room_presence_is_a_delta_with_count_and_host() {
     assert_eq!(p["left"], json!([]));
     assert_eq!(p["count"], 3);
     assert_eq!(p["host_id"], aw["you"]["id"]);
+    assert_eq!(
+        (&p["buffering_count"], &p["out_of_sync_count"]),
+        (&json!(0), &json!(0))
+    );
     // In small rooms joins are still announced one by one.
     assert_eq!(ann.seen.iter().filter(|m| m["type"] == "joined").count(), 2);
 }
@@ -130,7 +134,12 @@ async fn big_room_batches_membership_and_drops_insignificant_status() {
     bob.ping(0.0).await; // Bob's status is queued at the room before Cat's below.
     cat.send(json!({"type": "status", "rtt_ms": 12, "drift_ms": 0, "buffering": true}))
         .await;
-    presence_with(&mut ann, |e| e["id"] == id(&cw) && e["buffering"] == true).await;
+    let p = presence_with(&mut ann, |e| e["id"] == id(&cw) && e["buffering"] == true).await;
+    assert_eq!(
+        p["buffering_count"], 1,
+        "totals travel with the entries: {p}"
+    );
+    assert_eq!(p["out_of_sync_count"], 0);
     assert!(
         !ann.seen.iter().any(|m| m["type"] == "presence"
             && m["participants"]

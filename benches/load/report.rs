@@ -335,7 +335,7 @@ pub fn table(r: &Value) -> String {
         row(
             "  in quiet seconds",
             format!(
-                "{} ({} of {} hold seconds with other processes < {}% of a core)",
+                "{} ({} of {} hold seconds with other processes + steal < {}% of a core)",
                 lat(&quiet["latency"]),
                 quiet["seconds"],
                 quiet["of"],

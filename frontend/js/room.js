@@ -505,13 +505,19 @@ function renderPeople() {
     // Hundreds of names help nobody: show who hosts and who needs attention.
     const summary = roster.summary();
     summaryBox.hidden = false;
-    const names = (members) => members.slice(0, SUMMARY_NAMES).map((m) => m.name).join(', ') + (members.length > SUMMARY_NAMES ? ` and ${members.length - SUMMARY_NAMES} more` : '');
+    const group = (label, total, members) => {
+      if (!total) return null;
+      const shown = members.slice(0, SUMMARY_NAMES).map((m) => m.name);
+      const more = total - shown.length;
+      const who = shown.join(', ') + (more > 0 ? `${shown.length ? ' and ' : ''}${more} more` : '');
+      return h('p', {}, `${label} (${total}): ${who}`);
+    };
     setChildren(summaryBox,
       h('p', {}, `${summary.count} people are watching.`),
       h('p', {}, 'Host: ', h('strong', {}, summary.host ? summary.host.name : 'nobody')),
-      summary.buffering.length ? h('p', {}, `Buffering (${summary.buffering.length}): ${names(summary.buffering)}`) : null,
-      summary.outOfSync.length ? h('p', {}, `Out of sync (${summary.outOfSync.length}): ${names(summary.outOfSync)}`) : null,
-      !summary.buffering.length && !summary.outOfSync.length ? h('p', { class: 'muted' }, 'Everyone is in sync.') : null,
+      group('Buffering', summary.bufferingCount, summary.buffering),
+      group('Out of sync', summary.outOfSyncCount, summary.outOfSync),
+      !summary.bufferingCount && !summary.outOfSyncCount ? h('p', { class: 'muted' }, 'Everyone is in sync.') : null,
     );
     const me = state.me && roster.members.get(state.me.id);
     setChildren(list, me ? personItem(me) : null);

@@ -1,11 +1,12 @@
 // Who is in the room. The server sends a full list in `welcome`, then per-event
 // `joined`/`left` (small rooms) and `presence` deltas: entries that changed
 // (merged by id), ids that left, the current count and host. We keep a map by id
-// and derive everything the UI shows from it.
+// and derive everything the UI shows from it. Big rooms announce entries within
+// a budget, so their `presence` also carries exact totals (buffering, out of sync).
 
 /** Above this many members the UI shows a summary instead of every name. */
 export const BIG_ROOM_THRESHOLD = 50;
-/** |drift| above this counts as "out of sync" in the summary. */
+/** |drift| from this on counts as "out of sync", as the server counts it. */
 export const OUT_OF_SYNC_MS = 250;
 
 function cleanEntry(raw) {
@@ -26,12 +27,14 @@ export class Roster {
     this.members = new Map();
     this.hostId = null;
     this.reportedCount = null;
+    this.reportedTotals = null;
   }
 
   /** Replaces everything (on welcome). */
   reset(participants, hostId) {
     this.members.clear();
     this.reportedCount = null;
+    this.reportedTotals = null;
     for (const raw of Array.isArray(participants) ? participants : []) this.upsert(raw);
     this.setHost(hostId);
   }
@@ -62,6 +65,10 @@ export class Roster {
     }
     if ('host_id' in message) this.setHost(message.host_id);
     if (Number.isInteger(message.count) && message.count >= 0) this.reportedCount = message.count;
+    const total = (x) => (Number.isInteger(x) && x >= 0 ? x : null);
+    const buffering = total(message.buffering_count);
+    const outOfSync = total(message.out_of_sync_count);
+    if (buffering !== null && outOfSync !== null) this.reportedTotals = { buffering, outOfSync };
   }
 
   get count() {
@@ -90,15 +97,22 @@ export class Roster {
     });
   }
 
-  /** For big rooms: who needs attention. */
+  /**
+   * For big rooms: who needs attention. The lists name those known to us; the counts are
+   * the server's totals when it sent them (entries of big rooms may lag, totals do not).
+   */
   summary() {
-    const all = [...this.members.values()];
+    const connected = [...this.members.values()].filter((m) => m.connected);
+    const buffering = connected.filter((m) => m.buffering);
+    const outOfSync = connected.filter((m) => !m.buffering && m.drift_ms !== null && Math.abs(m.drift_ms) >= OUT_OF_SYNC_MS);
     return {
       count: this.count,
       host: this.host,
-      buffering: all.filter((m) => m.buffering),
-      outOfSync: all.filter((m) => !m.buffering && m.drift_ms !== null && Math.abs(m.drift_ms) > OUT_OF_SYNC_MS),
-      disconnected: all.filter((m) => !m.connected),
+      buffering,
+      outOfSync,
+      bufferingCount: this.reportedTotals?.buffering ?? buffering.length,
+      outOfSyncCount: this.reportedTotals?.outOfSync ?? outOfSync.length,
+      disconnected: [...this.members.values()].filter((m) => !m.connected),
     };
   }
 }

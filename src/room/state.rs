@@ -5,7 +5,7 @@
 //! room actor encodes once and delivers. It is generic over `L`, the handle used to reach a
 //! connected participant, so unit tests use plain numbers where the actor uses mailboxes.
 
-use indexmap::IndexMap;
+use indexmap::{IndexMap, IndexSet};
 
 use crate::clock::ServerMs;
 use crate::error::RoomError;
@@ -61,6 +61,9 @@ pub const BIG_ROOM_MAX_LEFT: usize = 32;
 pub const RTT_BANDS_MS: [f64; 3] = [50.0, 150.0, 400.0];
 /// Drift bands (upper bounds of |drift|, ms): in sync, slightly off, off, out of sync.
 pub const DRIFT_BANDS_MS: [f64; 3] = [50.0, 250.0, 1000.0];
+/// A connected, playing member whose |drift| is at least this counts as out of sync in
+/// `presence.out_of_sync_count` (the start of the "off" drift band).
+pub const OUT_OF_SYNC_MS: f64 = DRIFT_BANDS_MS[1];
 
 fn band(value: Option<f64>, bounds: &[f64; 3]) -> u8 {
     match value {
@@ -98,6 +101,34 @@ impl Effect {
     }
 }
 
+/// What the others were last told about a member, reduced to what is news in a big room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Shown {
+    /// Connected, or away within grace.
+    connected: bool,
+    /// Holds the host role.
+    is_host: bool,
+    /// Waiting for data.
+    buffering: bool,
+    /// Round-trip band (see [`RTT_BANDS_MS`]).
+    rtt_band: u8,
+    /// Drift band (see [`DRIFT_BANDS_MS`]).
+    drift_band: u8,
+}
+
+/// Running totals that every `presence` carries, so a view is right even when entries lag.
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Totals {
+    /// Participants, including those within grace.
+    count: usize,
+    /// The host.
+    host_id: Option<ParticipantId>,
+    /// Connected participants that are buffering.
+    buffering: usize,
+    /// Connected participants playing at least [`OUT_OF_SYNC_MS`] off the clock.
+    out_of_sync: usize,
+}
+
 /// One participant.
 #[derive(Debug)]
 struct Member<L> {
@@ -115,8 +146,35 @@ struct Member<L> {
     drift_ms: Option<f64>,
     /// Last reported buffering flag.
     buffering: bool,
+    /// What the room last announced about this member (`None`: never announced, or its name
+    /// changed), so a change that reverted before the next `presence` is not sent again.
+    shown: Option<Shown>,
     /// Chat flood control.
     chat_bucket: TokenBucket,
+}
+
+impl<L> Member<L> {
+    fn shown(&self, is_host: bool) -> Shown {
+        Shown {
+            connected: self.link.is_some(),
+            is_host,
+            buffering: self.buffering,
+            rtt_band: band(self.rtt_ms, &RTT_BANDS_MS),
+            drift_band: band(self.drift_ms, &DRIFT_BANDS_MS),
+        }
+    }
+
+    fn entry(&self, id: &ParticipantId, is_host: bool) -> Entry {
+        Entry {
+            id: id.clone(),
+            name: self.name.clone(),
+            is_host,
+            rtt_ms: self.rtt_ms,
+            drift_ms: self.drift_ms,
+            buffering: self.buffering,
+            connected: self.link.is_some(),
+        }
+    }
 }
 
 /// What `join` produced.
@@ -153,10 +211,16 @@ pub struct RoomState<L> {
     host: Option<ParticipantId>,
     /// Recent chat.
     chat: ChatLog,
-    /// Participants whose entry changed since the last presence, in order of change.
-    dirty: IndexMap<ParticipantId, ()>,
+    /// Announced participants whose entry changed since the last presence, oldest first.
+    dirty: IndexSet<ParticipantId>,
+    /// Newcomers to a big room, not yet announced. They wait behind `dirty`: news about
+    /// someone already listed (buffering, out of sync, host) matters more than a new name,
+    /// which `count` already reflects.
+    arrivals: IndexSet<ParticipantId>,
     /// Participants gone since the last presence whose departure is not yet announced.
     departed: Vec<ParticipantId>,
+    /// The totals in the last `presence`, to tell whether they changed since.
+    last_totals: Option<Totals>,
 }
 
 impl<L> RoomState<L> {
@@ -180,8 +244,10 @@ impl<L> RoomState<L> {
             clock: PlaybackClock::new(video, now),
             members: IndexMap::new(),
             host: None,
-            dirty: IndexMap::new(),
+            dirty: IndexSet::new(),
+            arrivals: IndexSet::new(),
             departed: Vec::new(),
+            last_totals: None,
         }
     }
 
@@ -236,24 +302,24 @@ impl<L> RoomState<L> {
         self.members.get(id)?.link.as_ref().map(|(c, l)| (*c, l))
     }
 
-    fn entry(&self, id: &ParticipantId, m: &Member<L>) -> Entry {
-        Entry {
-            id: id.clone(),
-            name: m.name.clone(),
-            is_host: self.host.as_ref() == Some(id),
-            rtt_ms: m.rtt_ms,
-            drift_ms: m.drift_ms,
-            buffering: m.buffering,
-            connected: m.link.is_some(),
-        }
+    fn is_host(&self, id: &ParticipantId) -> bool {
+        self.host.as_ref() == Some(id)
     }
 
     /// Every participant's entry, longest-present first.
     pub fn entries(&self) -> Vec<Entry> {
         self.members
             .iter()
-            .map(|(id, m)| self.entry(id, m))
+            .map(|(id, m)| m.entry(id, self.is_host(id)))
             .collect()
+    }
+
+    /// Queues `id`'s entry for the next `presence`, unless it waits there as a newcomer
+    /// (which is announced with its state at that moment anyway).
+    fn mark_changed(&mut self, id: &ParticipantId) {
+        if !self.arrivals.contains(id) {
+            self.dirty.insert(id.clone());
+        }
     }
 
     /// The `welcome` for participant `id` (which must be a member).
@@ -298,8 +364,11 @@ impl<L> RoomState<L> {
                 let m = self.members.get_mut(&id).unwrap();
                 let replaced = m.link.replace((conn, link)).map(|(_, old)| old);
                 m.away_since = None;
-                m.name = name;
-                self.dirty.insert(id.clone(), ());
+                if m.name != name {
+                    m.name = name;
+                    m.shown = None; // a new name is always news
+                }
+                self.mark_changed(&id);
                 (id, replaced, true)
             }
             None => {
@@ -317,6 +386,7 @@ impl<L> RoomState<L> {
                         rtt_ms: None,
                         drift_ms: None,
                         buffering: false,
+                        shown: None,
                         chat_bucket: TokenBucket::new(
                             self.settings.chat_burst,
                             self.settings.chat_per_second,
@@ -335,10 +405,15 @@ impl<L> RoomState<L> {
         }
         if !resumed {
             // A newcomer: announced now in small rooms, batched into presence in big ones.
-            let entry = self.entry(&id, &self.members[&id]);
+            let is_host = self.is_host(&id);
             if self.is_big() {
-                self.dirty.insert(id.clone(), ());
+                self.dirty.shift_remove(&id); // it may have become host just above
+                self.arrivals.insert(id.clone());
             } else {
+                // unwrap: the participant was admitted just above
+                let m = self.members.get_mut(&id).unwrap();
+                m.shown = Some(m.shown(is_host));
+                let entry = m.entry(&id, is_host);
                 effects.push(Effect {
                     to: Audience::AllExcept(id.clone()),
                     message: ServerMessage::Joined { participant: entry },
@@ -360,7 +435,7 @@ impl<L> RoomState<L> {
             if m.link.as_ref().is_some_and(|(c, _)| *c == conn) {
                 m.link = None;
                 m.away_since = Some(now);
-                self.dirty.insert(id.clone(), ());
+                self.mark_changed(id);
             }
         }
     }
@@ -384,6 +459,7 @@ impl<L> RoomState<L> {
         let big = self.is_big();
         let member = self.members.shift_remove(id)?;
         self.dirty.shift_remove(id);
+        self.arrivals.shift_remove(id);
         if big {
             self.departed.push(id.clone());
         } else {
@@ -406,7 +482,7 @@ impl<L> RoomState<L> {
         }
         for id in [self.host.take(), new.clone()].into_iter().flatten() {
             if self.members.contains_key(&id) {
-                self.dirty.insert(id, ());
+                self.mark_changed(&id);
             }
         }
         self.host = new.clone();
@@ -446,51 +522,92 @@ impl<L> RoomState<L> {
         effects
     }
 
-    fn take_presence(&mut self) -> Option<ServerMessage> {
-        if self.dirty.is_empty() && self.departed.is_empty() {
-            return None;
+    fn totals(&self) -> Totals {
+        let connected = || self.members.values().filter(|m| m.link.is_some());
+        Totals {
+            count: self.members.len(),
+            host_id: self.host.clone(),
+            buffering: connected().filter(|m| m.buffering).count(),
+            out_of_sync: connected()
+                .filter(|m| !m.buffering && m.drift_ms.is_some_and(|d| d.abs() >= OUT_OF_SYNC_MS))
+                .count(),
         }
-        let (max_entries, max_left) = if self.is_big() {
+    }
+
+    /// The next `presence`, if there is news: changed entries (then newcomers), departures,
+    /// and the totals. A big room sends at most [`BIG_ROOM_MAX_ENTRIES`] entries and
+    /// [`BIG_ROOM_MAX_LEFT`] ids, and skips entries that are back to what was last announced.
+    fn take_presence(&mut self) -> Option<ServerMessage> {
+        let big = self.is_big();
+        let (max_entries, max_left) = if big {
             (BIG_ROOM_MAX_ENTRIES, BIG_ROOM_MAX_LEFT)
         } else {
             (usize::MAX, usize::MAX)
         };
-        let take = self.dirty.len().min(max_entries);
-        let ids: Vec<ParticipantId> = self.dirty.drain(..take).map(|(id, _)| id).collect();
-        let participants = ids
-            .iter()
-            .filter_map(|id| self.members.get(id).map(|m| self.entry(id, m)))
-            .collect();
+        let mut participants = Vec::new();
+        for queue in [&mut self.dirty, &mut self.arrivals] {
+            let mut taken = 0;
+            for id in queue.iter() {
+                if participants.len() >= max_entries {
+                    break;
+                }
+                taken += 1;
+                let Some(m) = self.members.get_mut(id) else {
+                    continue;
+                };
+                let is_host = self.host.as_ref() == Some(id);
+                let shown = m.shown(is_host);
+                // Small rooms announce exact values, so any queued change is news there.
+                if big && m.shown == Some(shown) {
+                    continue;
+                }
+                m.shown = Some(shown);
+                participants.push(m.entry(id, is_host));
+            }
+            queue.drain(..taken);
+        }
         let take = self.departed.len().min(max_left);
-        let left = self.departed.drain(..take).collect();
-        Some(ServerMessage::Presence {
+        let left: Vec<ParticipantId> = self.departed.drain(..take).collect();
+        let totals = self.totals();
+        // Small rooms announce membership and host changes as they happen, so their totals
+        // change only together with an entry.
+        let totals_news = big && self.last_totals.as_ref() != Some(&totals);
+        if participants.is_empty() && left.is_empty() && !totals_news {
+            return None;
+        }
+        let message = ServerMessage::Presence {
             participants,
             left,
-            count: self.members.len(),
-            host_id: self.host.clone(),
-        })
+            count: totals.count,
+            host_id: totals.host_id.clone(),
+            buffering_count: totals.buffering,
+            out_of_sync_count: totals.out_of_sync,
+        };
+        self.last_totals = Some(totals);
+        Some(message)
     }
 
     /// Records a participant's sync report. Small rooms announce every change; big rooms
-    /// only a flip of `buffering` or a move to another RTT or drift band.
+    /// only a flip of `buffering` or a move to another RTT or drift band since the entry
+    /// was last announced.
     pub fn status(&mut self, id: &ParticipantId, rtt_ms: f64, drift_ms: f64, buffering: bool) {
         let big = self.is_big();
+        let is_host = self.is_host(id);
         let Some(m) = self.members.get_mut(id) else {
             return;
         };
         let (rtt, drift) = (Some(rtt_ms), Some(drift_ms));
-        let changed = if big {
-            m.buffering != buffering
-                || band(m.rtt_ms, &RTT_BANDS_MS) != band(rtt, &RTT_BANDS_MS)
-                || band(m.drift_ms, &DRIFT_BANDS_MS) != band(drift, &DRIFT_BANDS_MS)
-        } else {
-            m.buffering != buffering || m.rtt_ms != rtt || m.drift_ms != drift
-        };
+        let exact_change = m.buffering != buffering || m.rtt_ms != rtt || m.drift_ms != drift;
         m.rtt_ms = rtt;
         m.drift_ms = drift;
         m.buffering = buffering;
-        if changed {
-            self.dirty.insert(id.clone(), ());
+        let news = if big {
+            m.shown != Some(m.shown(is_host))
+        } else {
+            exact_change
+        };
+        if news {
+            self.mark_changed(id);
         }
     }
 
@@ -868,6 +985,7 @@ mod tests {
                 left,
                 count,
                 host_id,
+                ..
             } => {
                 assert_eq!(participants.len(), 1);
                 assert_eq!(participants[0].id, b);
@@ -942,6 +1060,75 @@ mod tests {
         }
         assert_eq!(seen, 30);
         assert_eq!(ticks, 3);
+    }
+
+    /// The entries and totals of a presence among `fx`, if there is one.
+    fn presence(fx: &[Effect]) -> Option<(Vec<Entry>, usize, usize, usize)> {
+        fx.iter().find_map(|e| match &e.message {
+            ServerMessage::Presence {
+                participants,
+                count,
+                buffering_count,
+                out_of_sync_count,
+                ..
+            } => Some((
+                participants.clone(),
+                *count,
+                *buffering_count,
+                *out_of_sync_count,
+            )),
+            _ => None,
+        })
+    }
+
+    #[test]
+    fn big_room_news_about_members_goes_before_newcomers_and_totals_are_always_current() {
+        let (mut r, _) = room(RoomSettings {
+            presence_threshold: 3,
+            ..RoomSettings::default()
+        });
+        let early: Vec<_> = (0..4).map(|i| join(&mut r, i, "early")).collect();
+        while presence(&r.tick(0.0)).is_some() {} // announce the early members
+        for i in 10..60 {
+            join(&mut r, i, "late");
+        }
+        r.status(&early[1], 10.0, 0.0, true); // buffering
+        r.status(&early[2], 10.0, 600.0, false); // out of sync
+        let (entries, count, buffering, out_of_sync) = presence(&r.tick(1.0)).unwrap();
+        assert_eq!(entries.len(), BIG_ROOM_MAX_ENTRIES);
+        assert_eq!(
+            (entries[0].id.clone(), entries[1].id.clone()),
+            (early[1].clone(), early[2].clone())
+        );
+        assert!(entries[2..].iter().all(|e| e.name == "late"));
+        assert_eq!((count, buffering, out_of_sync), (54, 1, 1));
+    }
+
+    #[test]
+    fn big_room_skips_changes_that_reverted_before_the_tick() {
+        let (mut r, _) = room(RoomSettings {
+            presence_threshold: 2,
+            ..RoomSettings::default()
+        });
+        let ids: Vec<_> = (0..4).map(|i| join(&mut r, i, "m")).collect();
+        for id in &ids {
+            r.status(id, 10.0, 0.0, false);
+        }
+        while presence(&r.tick(0.0)).is_some() {}
+        // A short buffering spell within one tick: nothing to tell.
+        r.status(&ids[3], 10.0, 0.0, true);
+        r.status(&ids[3], 10.0, 0.0, false);
+        assert!(r.tick(1.0).is_empty());
+        // Still buffering at the tick: the entry and the count say so.
+        r.status(&ids[3], 10.0, 0.0, true);
+        let (entries, _, buffering, _) = presence(&r.tick(2.0)).unwrap();
+        assert_eq!((entries.len(), buffering), (1, 1));
+        // Ending the spell is news again, but a band-internal change alongside it is not.
+        r.status(&ids[3], 10.0, 0.0, false);
+        r.status(&ids[2], 20.0, 10.0, false);
+        let (entries, _, buffering, _) = presence(&r.tick(3.0)).unwrap();
+        assert_eq!(entries.iter().map(|e| &e.id).collect::<Vec<_>>(), [&ids[3]]);
+        assert_eq!(buffering, 0);
     }
 
     #[test]

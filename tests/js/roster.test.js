@@ -51,6 +51,24 @@ test('big rooms: count from the server, summary of who needs attention', () => {
   assert.deepEqual(summary.outOfSync.map((m) => m.name), ['Off']);
 });
 
+test('big rooms: the server\'s totals win over the entries we happen to know', () => {
+  const roster = new Roster();
+  roster.reset([entry('h', 'Host')], 'h');
+  const big = { left: [], count: BIG_ROOM_THRESHOLD + 900, host_id: 'h' };
+  roster.applyPresence({ ...big, participants: [entry('s', 'Slow', { buffering: true })], buffering_count: 7, out_of_sync_count: 2 });
+  let summary = roster.summary();
+  assert.deepEqual(summary.buffering.map((m) => m.name), ['Slow']);
+  assert.equal(summary.bufferingCount, 7);
+  assert.equal(summary.outOfSyncCount, 2);
+  // A presence without totals (an older server) leaves the last ones; bad totals are ignored.
+  roster.applyPresence({ ...big, participants: [], buffering_count: -1, out_of_sync_count: 'x' });
+  summary = roster.summary();
+  assert.equal(summary.bufferingCount, 7);
+  // A fresh welcome forgets them and counts what it lists.
+  roster.reset([entry('h', 'Host'), entry('s', 'Slow', { buffering: true })], 'h');
+  assert.equal(roster.summary().bufferingCount, 1);
+});
+
 test('garbage entries are skipped', () => {
   const roster = new Roster();
   roster.reset([null, 5, { name: 'no id' }, entry('a', 'Ann', { rtt_ms: 'fast', drift_ms: NaN })], 'a');
