@@ -16,6 +16,7 @@ async fn main() -> std::io::Result<()> {
     } else {
         logs.init();
     }
+    tune_allocator();
 
     let server = watch_together::start(config)?;
     // The one line on stdout: scripts and the load bench read the chosen port from it.
@@ -47,3 +48,21 @@ async fn wait_for_signal() {
     }
     tracing::info!("signal received");
 }
+
+/// Keeps large blocks out of glibc's heap. glibc raises its mmap threshold each time a large
+/// mmapped block is freed, so after a big room's admission (one `welcome` of hundreds of KiB
+/// per newcomer) such blocks come from the heap, and the freed space between live data stays
+/// resident: measured, 2,000 members held 67 KiB of RSS per session, of which 44 KiB was free
+/// heap. A fixed threshold keeps blocks of 64 KiB and more in their own mappings, returned to
+/// the system when freed (docs/performance.md, finding 3).
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+fn tune_allocator() {
+    // SAFETY: mallopt only adjusts allocator parameters; any value is valid for this one.
+    let applied = unsafe { libc::mallopt(libc::M_MMAP_THRESHOLD, 64 * 1024) };
+    if applied != 1 {
+        tracing::warn!("could not set the allocator's mmap threshold");
+    }
+}
+
+#[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+fn tune_allocator() {}

@@ -6,6 +6,7 @@
 
 use std::time::Duration;
 
+use actix_http::ws::{Item, ProtocolError};
 use actix_web::web;
 use awc::ws::{self, Frame};
 use futures_util::{SinkExt, StreamExt};
@@ -206,6 +207,10 @@ pub struct Client {
     framed: actix_codec::Framed<awc::BoxedSocket, ws::Codec>,
     /// Every JSON message received so far, in order (for asserting what did not happen).
     pub seen: Vec<Value>,
+    /// A fragmented text message being reassembled (the server fragments large ones).
+    partial: Option<Vec<u8>>,
+    /// How many messages arrived in fragments.
+    pub fragmented: usize,
 }
 
 impl Client {
@@ -214,6 +219,8 @@ impl Client {
         Client {
             framed,
             seen: Vec::new(),
+            partial: None,
+            fragmented: 0,
         }
     }
 
@@ -235,28 +242,73 @@ impl Client {
         self.framed.send(msg).await.expect("send");
     }
 
-    /// The next JSON message or close, answering pings on the way.
+    /// The next JSON message or close, answering pings on the way. The patience covers the
+    /// whole wait: the server's heartbeat pings do not extend it.
     pub async fn next_event(&mut self) -> Event {
+        let deadline = tokio::time::Instant::now() + PATIENCE;
         loop {
-            let frame = tokio::time::timeout(PATIENCE, self.framed.next())
+            let frame = tokio::time::timeout_at(deadline, self.framed.next())
                 .await
-                .expect("timed out waiting for a frame");
-            match frame {
+                .expect("timed out waiting for a message");
+            let text = match frame {
                 Some(Ok(Frame::Text(bytes))) => {
-                    let v: Value = serde_json::from_slice(&bytes).expect("server sent JSON");
-                    self.seen.push(v.clone());
-                    return Event::Json(v);
+                    assert!(
+                        self.partial.is_none(),
+                        "text frame inside a fragmented message"
+                    );
+                    Some(bytes.to_vec())
                 }
-                Some(Ok(Frame::Ping(p))) => {
-                    let _ = self.framed.send(ws::Message::Pong(p)).await;
+                Some(Ok(Frame::Continuation(item))) => match item {
+                    Item::FirstText(b) => {
+                        assert!(
+                            self.partial.is_none(),
+                            "two fragmented messages interleaved"
+                        );
+                        self.partial = Some(b.to_vec());
+                        None
+                    }
+                    Item::Continue(b) => {
+                        let partial = self.partial.as_mut().expect("continuation without a start");
+                        partial.extend_from_slice(&b);
+                        None
+                    }
+                    Item::Last(b) => {
+                        let mut whole = self.partial.take().expect("last fragment without a start");
+                        whole.extend_from_slice(&b);
+                        self.fragmented += 1;
+                        Some(whole)
+                    }
+                    Item::FirstBinary(_) => panic!("the server sent binary"),
+                },
+                other => {
+                    if let Some(event) = self.control_frame(other).await {
+                        return event;
+                    }
+                    None
                 }
-                Some(Ok(Frame::Close(reason))) => {
-                    return Event::Closed(reason.map(|r| r.code.into()))
-                }
-                Some(Ok(_)) => {}
-                Some(Err(e)) => panic!("protocol error: {e}"),
-                None => return Event::Closed(None),
+            };
+            if let Some(bytes) = text {
+                let v: Value = serde_json::from_slice(&bytes).expect("server sent JSON");
+                self.seen.push(v.clone());
+                return Event::Json(v);
             }
+        }
+    }
+
+    /// Handles a non-text frame: answers pings, reports a close or the end of the stream.
+    async fn control_frame(
+        &mut self,
+        frame: Option<Result<Frame, ProtocolError>>,
+    ) -> Option<Event> {
+        match frame {
+            Some(Ok(Frame::Ping(p))) => {
+                let _ = self.framed.send(ws::Message::Pong(p)).await;
+                None
+            }
+            Some(Ok(Frame::Close(reason))) => Some(Event::Closed(reason.map(|r| r.code.into()))),
+            Some(Ok(_)) => None,
+            Some(Err(e)) => panic!("protocol error: {e}"),
+            None => Some(Event::Closed(None)),
         }
     }
 
@@ -270,12 +322,17 @@ impl Client {
 
     /// Skips messages until one of `kind` arrives.
     pub async fn expect(&mut self, kind: &str) -> Value {
-        loop {
-            let v = self.next().await;
-            if v["type"] == kind {
-                return v;
+        let search = async {
+            loop {
+                let v = self.next().await;
+                if v["type"] == kind {
+                    return v;
+                }
             }
-        }
+        };
+        tokio::time::timeout(PATIENCE, search)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for a `{kind}` message"))
     }
 
     /// Skips messages until an `error` arrives; returns its code.

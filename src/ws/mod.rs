@@ -3,6 +3,7 @@
 //! This is the only module that knows about actix-web-actors; rooms see sessions only as a
 //! `Recipient<ToSession>`, so the transport could be replaced without touching room logic.
 
+mod outbox;
 mod session;
 
 use std::sync::Arc;

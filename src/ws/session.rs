@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use actix_http::ws::Item;
 use actix_web_actors::ws::{self, CloseReason, ProtocolError};
+use bytestring::ByteString;
 
 use crate::clock;
 use crate::config::Config;
@@ -23,9 +25,13 @@ use crate::room::actor::{
     Disconnect, FromMember, Join, Liveness, MemberRequest, RoomActor, SessionLink, ToSession,
 };
 use crate::room::state::{ConnId, Control};
+use crate::ws::outbox::{Outbox, Piece};
 
 /// Rate-limited messages within one window after which the connection is closed (1008).
 const ABUSE_WINDOW: Duration = Duration::from_secs(10);
+/// Pause between the fragments of a large message, so each is written out before the next
+/// is encoded (see `ws::outbox`): 4 KiB per millisecond, far above what a viewer needs.
+const FRAGMENT_PACE: Duration = Duration::from_millis(1);
 
 /// Session timing and limits, from the configuration.
 #[derive(Clone, Debug)]
@@ -94,6 +100,10 @@ pub struct WsSession {
     /// Whether the room should forget the participant at once (timed out) rather than wait
     /// out a grace period.
     gone: bool,
+    /// Frames to write, large ones in paced fragments.
+    outbox: Outbox,
+    /// Whether the next fragment step is already scheduled.
+    pacing: bool,
     /// This connection's place in the per-IP session count, released when the session drops.
     _slot: SessionSlot,
 }
@@ -119,10 +129,12 @@ impl WsSession {
             liveness,
             last_heard: Instant::now(),
             bucket: TokenBucket::new(settings.msg_burst, settings.msg_rate, now),
+            outbox: Outbox::new(settings.outbox_frames),
             abuse: (Instant::now(), 0),
             settings,
             metrics,
             gone: false,
+            pacing: false,
             _slot: slot,
         }
     }
@@ -132,11 +144,49 @@ impl WsSession {
         self.liveness.heard(now);
     }
 
-    fn send(&self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMessage) {
-        ctx.text(msg.encode());
+    fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMessage) {
+        self.write(ctx, msg.encode());
     }
 
-    fn send_error(&self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, text: String) {
+    /// Queues a text frame and writes what may go out now. Every text frame takes this path:
+    /// none may start while a fragmented one is unfinished.
+    fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
+        if self.outbox.push(frame).is_err() {
+            tracing::info!(room = %self.room_id, conn = self.conn, "outbox full: client not reading");
+            self.gone = true;
+            Self::close(
+                ctx,
+                CloseCode::Evicted,
+                "evicted: the connection could not keep up",
+            );
+            return;
+        }
+        self.flush(ctx);
+    }
+
+    /// Writes the outbox's next step and, mid-message, schedules the one after.
+    fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+        if self.pacing {
+            return;
+        }
+        for piece in self.outbox.step() {
+            ctx.write_raw(match piece {
+                Piece::Whole(text) => ws::Message::Text(text),
+                Piece::First(bytes) => ws::Message::Continuation(Item::FirstText(bytes)),
+                Piece::Middle(bytes) => ws::Message::Continuation(Item::Continue(bytes)),
+                Piece::Last(bytes) => ws::Message::Continuation(Item::Last(bytes)),
+            });
+        }
+        if self.outbox.mid_message() {
+            self.pacing = true;
+            ctx.run_later(FRAGMENT_PACE, |session, ctx| {
+                session.pacing = false;
+                session.flush(ctx);
+            });
+        }
+    }
+
+    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, text: String) {
         self.metrics.errors_sent.inc();
         self.send(ctx, &ServerMessage::error(code, text));
     }
@@ -352,7 +402,7 @@ impl Handler<ToSession> for WsSession {
 
     fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
         match msg {
-            ToSession::Frame(frame) => ctx.text(frame),
+            ToSession::Frame(frame) => self.write(ctx, frame),
             ToSession::Close(code, reason) => {
                 // The room has already let go of this participant.
                 self.membership = Membership::Anonymous;
