@@ -110,6 +110,10 @@ pub struct Playback {
 }
 
 /// A participant as shown in welcome, joined and presence messages.
+///
+/// Fields at their usual value (not host, not buffering, connected, nothing reported) are
+/// left out: a big room's `welcome` lists thousands of entries, and this makes it a third
+/// smaller. A missing field means that usual value, never "unchanged".
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// Stable participant id.
@@ -117,15 +121,32 @@ pub struct Entry {
     /// Display name.
     pub name: String,
     /// Whether this participant holds the host role.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub is_host: bool,
     /// Last reported round-trip time to the server, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rtt_ms: Option<f64>,
     /// Last reported drift from the authoritative clock (positive: ahead), if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drift_ms: Option<f64>,
     /// Whether the participant's player is waiting for data.
+    #[serde(default, skip_serializing_if = "is_false")]
     pub buffering: bool,
     /// False while a dropped participant is within its resume grace period.
+    #[serde(default = "yes", skip_serializing_if = "is_true")]
     pub connected: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// `{id, name}` of a participant, where the rest of an entry is not needed.

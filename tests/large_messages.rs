@@ -24,6 +24,9 @@ async fn a_large_welcome_arrives_whole_and_later_frames_follow_it_in_order() {
     let mut bob = srv.connect(&room).await;
     bob.send(json!({"type": "join", "name": "Bob"})).await;
     bob.send(json!({"type": "ping", "t0": 7.0})).await;
+    // Once Ann hears of Bob, his welcome is on its way (in fragments, a millisecond apart);
+    // her pause then reaches him behind it.
+    ann.expect("joined").await;
     ann.send(json!({"type": "pause", "position": 3.0})).await;
 
     let welcome = bob.next().await;
@@ -45,8 +48,8 @@ async fn a_large_welcome_arrives_whole_and_later_frames_follow_it_in_order() {
         "a {}-byte welcome should have been fragmented",
         welcome.to_string().len()
     );
-    // The pong and the pause were sent while the welcome was still going out (in either
-    // order); both follow it, whole.
+    // The pong and the pause were sent while the welcome was going out (in either order);
+    // both follow it, whole.
     let (mut pong, mut playback) = (None, None);
     while pong.is_none() || playback.is_none() {
         let m = bob.next().await;

@@ -33,8 +33,10 @@ async fn welcome_describes_the_room_and_others_see_the_newcomer() {
     assert_eq!(names, [json!("Ann"), json!("Bob")]);
     let joined = ann.expect("joined").await;
     assert_eq!(joined["participant"]["id"], w2["you"]["id"]);
-    assert_eq!(joined["participant"]["is_host"], false);
-    assert_eq!(joined["participant"]["connected"], true);
+    // Usual values are left out: not host, connected, nothing reported yet.
+    let entry = joined["participant"].as_object().unwrap();
+    let keys: Vec<_> = entry.keys().map(String::as_str).collect();
+    assert_eq!(keys, ["id", "name"], "{entry:?}");
 }
 
 #[actix_rt::test]
@@ -234,5 +236,5 @@ async fn presence_reports_status_changes_as_deltas() {
     assert_eq!(entry["drift_ms"], -12.0);
     assert_eq!(entry["buffering"], true);
     assert_eq!(entry["name"], "Bob");
-    assert_eq!(entry["is_host"], false);
+    assert!(entry.get("is_host").is_none(), "not host: left out");
 }

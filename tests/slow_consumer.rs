@@ -103,6 +103,7 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
         sent_at.borrow_mut().push(Instant::now());
         host.send(json!({"type": "chat", "text": format!("{seq:04} {padding}")}))
             .await;
+        host.drain_ready();
     }
     let mut all = Vec::new();
     let mut evicted_after = Duration::ZERO;

@@ -9,7 +9,7 @@ use std::time::Duration;
 use actix_http::ws::{Item, ProtocolError};
 use actix_web::web;
 use awc::ws::{self, Frame};
-use futures_util::{SinkExt, StreamExt};
+use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
 use watch_together::app::AppState;
 use watch_together::{Config, ShutdownHandle};
@@ -310,6 +310,12 @@ impl Client {
             Some(Err(e)) => panic!("protocol error: {e}"),
             None => Some(Event::Closed(None)),
         }
+    }
+
+    /// Takes in whatever has already arrived, without waiting. A client that only sends must
+    /// still read, or the server's kernel eventually gives up on its full socket.
+    pub fn drain_ready(&mut self) {
+        while let Some(Event::Json(_)) = self.next_event().now_or_never() {}
     }
 
     /// The next JSON message (panics on close).

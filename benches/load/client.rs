@@ -358,7 +358,8 @@ struct EntryLite<'a> {
     /// Participant id.
     #[serde(borrow)]
     id: Cow<'a, str>,
-    /// Reported buffering state.
+    /// Reported buffering state (left out when false).
+    #[serde(default)]
     buffering: bool,
 }
 
