@@ -66,32 +66,36 @@ impl Outbox {
         Ok(())
     }
 
+    /// Whether a frame of `len` bytes may be written at once, bypassing the queue: nothing
+    /// waits and it needs no fragments (the common case, kept free of queue work).
+    pub fn passes_straight(&self, len: usize) -> bool {
+        self.sending.is_none() && self.queued.is_empty() && len <= FRAGMENT_BYTES
+    }
+
     /// Whether a fragmented message is unfinished, so another step is needed.
     pub fn mid_message(&self) -> bool {
         self.sending.is_some()
     }
 
-    /// What to write now: the next fragment of an unfinished message, or else queued
-    /// frames in order up to and including the first fragment of the next large one.
-    pub fn step(&mut self) -> Vec<Piece> {
-        let mut out = Vec::new();
+    /// Hands `write` what goes out now: the next fragment of an unfinished message, or else
+    /// queued frames in order up to and including the first fragment of the next large one.
+    pub fn step(&mut self, mut write: impl FnMut(Piece)) {
         if let Some(piece) = self.next_fragment() {
-            out.push(piece);
+            write(piece);
             if self.sending.is_some() {
-                return out;
+                return;
             }
         }
         while let Some(frame) = self.queued.pop_front() {
             if frame.len() <= FRAGMENT_BYTES {
-                out.push(Piece::Whole(frame));
+                write(Piece::Whole(frame));
                 continue;
             }
             self.sending = Some((frame.into_bytes(), 0));
             // unwrap: `sending` was just set to a message longer than one fragment
-            out.push(self.next_fragment().unwrap());
+            write(self.next_fragment().unwrap());
             break;
         }
-        out
     }
 
     fn next_fragment(&mut self) -> Option<Piece> {
@@ -131,29 +135,39 @@ mod tests {
         ByteString::from(fill.repeat(n))
     }
 
+    /// One step's pieces.
+    fn step(outbox: &mut Outbox) -> Vec<Piece> {
+        let mut pieces = Vec::new();
+        outbox.step(|p| pieces.push(p));
+        pieces
+    }
+
     /// Runs steps until the outbox is drained, returning every step's pieces.
     fn drain(outbox: &mut Outbox) -> Vec<Vec<Piece>> {
         let mut steps = Vec::new();
         loop {
-            let step = outbox.step();
-            if step.is_empty() {
+            let pieces = step(outbox);
+            if pieces.is_empty() {
                 return steps;
             }
-            steps.push(step);
+            steps.push(pieces);
         }
     }
 
     #[test]
     fn small_frames_go_out_whole_in_one_step() {
         let mut o = Outbox::new(8);
+        assert!(o.passes_straight(FRAGMENT_BYTES));
+        assert!(!o.passes_straight(FRAGMENT_BYTES + 1));
         o.push("a".into()).unwrap();
+        assert!(!o.passes_straight(1), "nothing overtakes a queued frame");
         o.push("b".into()).unwrap();
         assert_eq!(
-            o.step(),
+            step(&mut o),
             [Piece::Whole("a".into()), Piece::Whole("b".into())]
         );
         assert!(!o.mid_message());
-        assert!(o.step().is_empty());
+        assert!(step(&mut o).is_empty());
     }
 
     #[test]
@@ -206,7 +220,7 @@ mod tests {
         o.push("a".into()).unwrap();
         o.push("b".into()).unwrap();
         assert_eq!(o.push("c".into()), Err(Overflow));
-        o.step();
+        step(&mut o);
         assert_eq!(o.push("c".into()), Ok(()));
     }
 }

@@ -151,6 +151,10 @@ impl WsSession {
     /// Queues a text frame and writes what may go out now. Every text frame takes this path:
     /// none may start while a fragmented one is unfinished.
     fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
+        if self.outbox.passes_straight(frame.len()) {
+            ctx.text(frame);
+            return;
+        }
         if self.outbox.push(frame).is_err() {
             tracing::info!(room = %self.room_id, conn = self.conn, "outbox full: client not reading");
             self.gone = true;
@@ -169,14 +173,14 @@ impl WsSession {
         if self.pacing {
             return;
         }
-        for piece in self.outbox.step() {
+        self.outbox.step(|piece| {
             ctx.write_raw(match piece {
                 Piece::Whole(text) => ws::Message::Text(text),
                 Piece::First(bytes) => ws::Message::Continuation(Item::FirstText(bytes)),
                 Piece::Middle(bytes) => ws::Message::Continuation(Item::Continue(bytes)),
                 Piece::Last(bytes) => ws::Message::Continuation(Item::Last(bytes)),
-            });
-        }
+            })
+        });
         if self.outbox.mid_message() {
             self.pacing = true;
             ctx.run_later(FRAGMENT_PACE, |session, ctx| {
