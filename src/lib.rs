@@ -8,7 +8,8 @@
 //! - [`http`]: REST routes (rooms, health, metrics), the media library, the embedded app.
 //! - [`ws`]: the WebSocket transport. [`ws::connect`] upgrades a request into a `WsSession`
 //!   actor that decodes frames, answers clock-sync pings, rate-limits, and forwards the rest
-//!   to its room. The only module that uses actix-web-actors.
+//!   to its room; its outbox writes large messages in paced fragments. The only module that
+//!   uses actix-web-actors.
 //! - [`registry`]: which rooms exist (id → room actor address).
 //! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
 //!   [`room::chat`]) and the `RoomActor` that applies them and delivers the results.
