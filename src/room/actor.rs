@@ -148,9 +148,19 @@ pub struct Disconnect {
     pub id: ParticipantId,
     /// Which connection ended.
     pub conn: ConnId,
-    /// True when the connection timed out: the participant is removed at once instead of
-    /// waiting out the resume grace period (a clean close, such as a reload, gets the grace).
-    pub gone: bool,
+    /// How it ended, which decides whether the participant keeps its resume grace period.
+    pub ended: SessionEnd,
+}
+
+/// How a session ended, as far as its room cares.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum SessionEnd {
+    /// A clean close, such as a reload: the participant keeps its grace period.
+    Closed,
+    /// The heartbeat gave up on the client: removed at once.
+    TimedOut,
+    /// The client did not read fast enough for the session's own queue: removed at once.
+    FellBehind,
 }
 
 /// The room as shown by `GET /api/rooms/{id}`.
@@ -457,12 +467,16 @@ impl Handler<Disconnect> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
-        if msg.gone {
-            let effects = self.evict(&msg.id, msg.conn, Eviction::Timeout);
-            self.deliver(effects);
-        } else {
-            self.state.disconnect(&msg.id, msg.conn, clock::now_ms());
-        }
+        let why = match msg.ended {
+            SessionEnd::Closed => {
+                self.state.disconnect(&msg.id, msg.conn, clock::now_ms());
+                return;
+            }
+            SessionEnd::TimedOut => Eviction::Timeout,
+            SessionEnd::FellBehind => Eviction::Slow,
+        };
+        let effects = self.evict(&msg.id, msg.conn, why);
+        self.deliver(effects);
     }
 }
 

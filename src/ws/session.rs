@@ -22,7 +22,8 @@ use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::{decode, ClientMessage, CloseCode, ErrorCode, ServerMessage};
 use crate::room::actor::{
-    Disconnect, FromMember, Join, Liveness, MemberRequest, RoomActor, SessionLink, ToSession,
+    Disconnect, FromMember, Join, Liveness, MemberRequest, RoomActor, SessionEnd, SessionLink,
+    ToSession,
 };
 use crate::room::state::{ConnId, Control};
 use crate::ws::outbox::{Outbox, Piece};
@@ -97,9 +98,8 @@ pub struct WsSession {
     settings: SessionSettings,
     /// Server metrics.
     metrics: Arc<Metrics>,
-    /// Whether the room should forget the participant at once (timed out) rather than wait
-    /// out a grace period.
-    gone: bool,
+    /// How the session is ending, for the room (`Closed` unless it timed out or fell behind).
+    ended: SessionEnd,
     /// Frames to write, large ones in paced fragments.
     outbox: Outbox,
     /// Whether the next fragment step is already scheduled.
@@ -133,7 +133,7 @@ impl WsSession {
             abuse: (Instant::now(), 0),
             settings,
             metrics,
-            gone: false,
+            ended: SessionEnd::Closed,
             pacing: false,
             _slot: slot,
         }
@@ -157,7 +157,7 @@ impl WsSession {
         }
         if self.outbox.push(frame).is_err() {
             tracing::info!(room = %self.room_id, conn = self.conn, "outbox full: client not reading");
-            self.gone = true;
+            self.ended = SessionEnd::FellBehind;
             Self::close(
                 ctx,
                 CloseCode::Evicted,
@@ -376,7 +376,7 @@ impl Actor for WsSession {
                 Self::close(ctx, code, "no longer a member of the room");
             } else if session.last_heard.elapsed() > session.settings.client_timeout {
                 tracing::debug!(room = %session.room_id, conn = session.conn, "heartbeat timeout");
-                session.gone = true;
+                session.ended = SessionEnd::TimedOut;
                 Self::close(ctx, CloseCode::Timeout, "no sign of life");
             } else {
                 ctx.ping(b"");
@@ -395,7 +395,7 @@ impl Actor for WsSession {
             self.room.do_send(Disconnect {
                 id: id.clone(),
                 conn: self.conn,
-                gone: self.gone,
+                ended: self.ended,
             });
         }
     }
