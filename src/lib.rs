@@ -12,7 +12,8 @@
 //!   uses actix-web-actors.
 //! - [`registry`]: which rooms exist (id → room actor address).
 //! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
-//!   [`room::chat`]) and the `RoomActor` that applies them and delivers the results.
+//!   [`room::presence`], [`room::chat`]) and the `RoomActor` that applies them and delivers
+//!   the results.
 //! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
 //! - [`clock`]: server time, monotonic and anchored once to the wall clock.

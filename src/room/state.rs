@@ -5,7 +5,7 @@
 //! room actor encodes once and delivers. It is generic over `L`, the handle used to reach a
 //! connected participant, so unit tests use plain numbers where the actor uses mailboxes.
 
-use indexmap::{IndexMap, IndexSet};
+use indexmap::IndexMap;
 
 use crate::clock::ServerMs;
 use crate::error::RoomError;
@@ -17,6 +17,7 @@ use crate::protocol::{
 };
 use crate::room::chat::ChatLog;
 use crate::room::playback::{start_lead_ms, PlaybackClock};
+use crate::room::presence::{band, PendingPresence, Shown, DRIFT_BANDS_MS, RTT_BANDS_MS};
 
 /// Identifies one WebSocket connection, so a stale connection's events can be told apart
 /// from those of the connection that resumed the same participant.
@@ -52,26 +53,6 @@ impl Default for RoomSettings {
     }
 }
 
-/// Most entries in one big-room `presence`, so its size does not grow with the room.
-pub const BIG_ROOM_MAX_ENTRIES: usize = 12;
-/// Most departed ids in one big-room `presence`.
-pub const BIG_ROOM_MAX_LEFT: usize = 32;
-
-/// Round-trip bands (upper bounds, ms): in a big room, only a move between bands is news.
-pub const RTT_BANDS_MS: [f64; 3] = [50.0, 150.0, 400.0];
-/// Drift bands (upper bounds of |drift|, ms): in sync, slightly off, off, out of sync.
-pub const DRIFT_BANDS_MS: [f64; 3] = [50.0, 250.0, 1000.0];
-/// A connected, playing member whose |drift| is at least this counts as out of sync in
-/// `presence.out_of_sync_count` (the start of the "off" drift band).
-pub const OUT_OF_SYNC_MS: f64 = DRIFT_BANDS_MS[1];
-
-fn band(value: Option<f64>, bounds: &[f64; 3]) -> u8 {
-    match value {
-        None => 0,
-        Some(v) => 1 + bounds.iter().filter(|b| v.abs() >= **b).count() as u8,
-    }
-}
-
 /// Who receives a message.
 #[derive(Clone, Debug, PartialEq)]
 pub enum Audience {
@@ -101,60 +82,32 @@ impl Effect {
     }
 }
 
-/// What the others were last told about a member, reduced to what is news in a big room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Shown {
-    /// Connected, or away within grace.
-    connected: bool,
-    /// Holds the host role.
-    is_host: bool,
-    /// Waiting for data.
-    buffering: bool,
-    /// Round-trip band (see [`RTT_BANDS_MS`]).
-    rtt_band: u8,
-    /// Drift band (see [`DRIFT_BANDS_MS`]).
-    drift_band: u8,
-}
-
-/// Running totals that every `presence` carries, so a view is right even when entries lag.
-#[derive(Clone, Debug, PartialEq, Eq)]
-struct Totals {
-    /// Participants, including those within grace.
-    count: usize,
-    /// The host.
-    host_id: Option<ParticipantId>,
-    /// Connected participants that are buffering.
-    buffering: usize,
-    /// Connected participants playing at least [`OUT_OF_SYNC_MS`] off the clock.
-    out_of_sync: usize,
-}
-
 /// One participant.
 #[derive(Debug)]
-struct Member<L> {
+pub(super) struct Member<L> {
     /// Display name.
     name: String,
     /// Proves ownership of this membership when reconnecting.
     resume_token: Secret,
     /// The live connection, if any: its id and the handle to reach it.
-    link: Option<(ConnId, L)>,
+    pub(super) link: Option<(ConnId, L)>,
     /// When the connection dropped; the grace period runs from here.
     away_since: Option<ServerMs>,
     /// Last reported round trip.
     rtt_ms: Option<f64>,
     /// Last reported drift.
-    drift_ms: Option<f64>,
+    pub(super) drift_ms: Option<f64>,
     /// Last reported buffering flag.
-    buffering: bool,
+    pub(super) buffering: bool,
     /// What the room last announced about this member (`None`: never announced, or its name
     /// changed), so a change that reverted before the next `presence` is not sent again.
-    shown: Option<Shown>,
+    pub(super) shown: Option<Shown>,
     /// Chat flood control.
     chat_bucket: TokenBucket,
 }
 
 impl<L> Member<L> {
-    fn shown(&self, is_host: bool) -> Shown {
+    pub(super) fn shown(&self, is_host: bool) -> Shown {
         Shown {
             connected: self.link.is_some(),
             is_host,
@@ -164,7 +117,7 @@ impl<L> Member<L> {
         }
     }
 
-    fn entry(&self, id: &ParticipantId, is_host: bool) -> Entry {
+    pub(super) fn entry(&self, id: &ParticipantId, is_host: bool) -> Entry {
         Entry {
             id: id.clone(),
             name: self.name.clone(),
@@ -211,16 +164,8 @@ pub struct RoomState<L> {
     host: Option<ParticipantId>,
     /// Recent chat.
     chat: ChatLog,
-    /// Announced participants whose entry changed since the last presence, oldest first.
-    dirty: IndexSet<ParticipantId>,
-    /// Newcomers to a big room, not yet announced. They wait behind `dirty`: news about
-    /// someone already listed (buffering, out of sync, host) matters more than a new name,
-    /// which `count` already reflects.
-    arrivals: IndexSet<ParticipantId>,
-    /// Participants gone since the last presence whose departure is not yet announced.
-    departed: Vec<ParticipantId>,
-    /// The totals in the last `presence`, to tell whether they changed since.
-    last_totals: Option<Totals>,
+    /// What the next `presence` messages still have to tell.
+    presence: PendingPresence,
 }
 
 impl<L> RoomState<L> {
@@ -244,10 +189,7 @@ impl<L> RoomState<L> {
             clock: PlaybackClock::new(video, now),
             members: IndexMap::new(),
             host: None,
-            dirty: IndexSet::new(),
-            arrivals: IndexSet::new(),
-            departed: Vec::new(),
-            last_totals: None,
+            presence: PendingPresence::default(),
         }
     }
 
@@ -314,12 +256,8 @@ impl<L> RoomState<L> {
             .collect()
     }
 
-    /// Queues `id`'s entry for the next `presence`, unless it waits there as a newcomer
-    /// (which is announced with its state at that moment anyway).
     fn mark_changed(&mut self, id: &ParticipantId) {
-        if !self.arrivals.contains(id) {
-            self.dirty.insert(id.clone());
-        }
+        self.presence.changed(id);
     }
 
     /// The `welcome` for participant `id` (which must be a member).
@@ -407,8 +345,7 @@ impl<L> RoomState<L> {
             // A newcomer: announced now in small rooms, batched into presence in big ones.
             let is_host = self.is_host(&id);
             if self.is_big() {
-                self.dirty.shift_remove(&id); // it may have become host just above
-                self.arrivals.insert(id.clone());
+                self.presence.arrived(&id);
             } else {
                 // unwrap: the participant was admitted just above
                 let m = self.members.get_mut(&id).unwrap();
@@ -458,11 +395,8 @@ impl<L> RoomState<L> {
     fn remove(&mut self, id: &ParticipantId, effects: &mut Vec<Effect>) -> Option<L> {
         let big = self.is_big();
         let member = self.members.shift_remove(id)?;
-        self.dirty.shift_remove(id);
-        self.arrivals.shift_remove(id);
-        if big {
-            self.departed.push(id.clone());
-        } else {
+        self.presence.gone(id, big);
+        if !big {
             effects.push(Effect::all(ServerMessage::Left { id: id.clone() }));
         }
         if self.host.as_ref() == Some(id) {
@@ -522,69 +456,11 @@ impl<L> RoomState<L> {
         effects
     }
 
-    fn totals(&self) -> Totals {
-        let connected = || self.members.values().filter(|m| m.link.is_some());
-        Totals {
-            count: self.members.len(),
-            host_id: self.host.clone(),
-            buffering: connected().filter(|m| m.buffering).count(),
-            out_of_sync: connected()
-                .filter(|m| !m.buffering && m.drift_ms.is_some_and(|d| d.abs() >= OUT_OF_SYNC_MS))
-                .count(),
-        }
-    }
-
-    /// The next `presence`, if there is news: changed entries (then newcomers), departures,
-    /// and the totals. A big room sends at most [`BIG_ROOM_MAX_ENTRIES`] entries and
-    /// [`BIG_ROOM_MAX_LEFT`] ids, and skips entries that are back to what was last announced.
+    /// The next `presence`, if there is news (see [`PendingPresence::take`]).
     fn take_presence(&mut self) -> Option<ServerMessage> {
         let big = self.is_big();
-        let (max_entries, max_left) = if big {
-            (BIG_ROOM_MAX_ENTRIES, BIG_ROOM_MAX_LEFT)
-        } else {
-            (usize::MAX, usize::MAX)
-        };
-        let mut participants = Vec::new();
-        for queue in [&mut self.dirty, &mut self.arrivals] {
-            let mut taken = 0;
-            for id in queue.iter() {
-                if participants.len() >= max_entries {
-                    break;
-                }
-                taken += 1;
-                let Some(m) = self.members.get_mut(id) else {
-                    continue;
-                };
-                let is_host = self.host.as_ref() == Some(id);
-                let shown = m.shown(is_host);
-                // Small rooms announce exact values, so any queued change is news there.
-                if big && m.shown == Some(shown) {
-                    continue;
-                }
-                m.shown = Some(shown);
-                participants.push(m.entry(id, is_host));
-            }
-            queue.drain(..taken);
-        }
-        let take = self.departed.len().min(max_left);
-        let left: Vec<ParticipantId> = self.departed.drain(..take).collect();
-        let totals = self.totals();
-        // Small rooms announce membership and host changes as they happen, so their totals
-        // change only together with an entry.
-        let totals_news = big && self.last_totals.as_ref() != Some(&totals);
-        if participants.is_empty() && left.is_empty() && !totals_news {
-            return None;
-        }
-        let message = ServerMessage::Presence {
-            participants,
-            left,
-            count: totals.count,
-            host_id: totals.host_id.clone(),
-            buffering_count: totals.buffering,
-            out_of_sync_count: totals.out_of_sync,
-        };
-        self.last_totals = Some(totals);
-        Some(message)
+        self.presence
+            .take(big, &mut self.members, self.host.as_ref())
     }
 
     /// Records a participant's sync report. Small rooms announce every change; big rooms
@@ -734,6 +610,7 @@ pub enum Control {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::room::presence::BIG_ROOM_MAX_ENTRIES;
 
     type Room = RoomState<u32>;
 
