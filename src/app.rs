@@ -63,7 +63,7 @@ impl AppState {
         if limiter.allow(ip, crate::clock::now_ms()) {
             Ok(())
         } else {
-            self.metrics.rejected.with_label_values(&[limit]).inc();
+            self.metrics.reject(limit);
             Err(crate::error::ApiError::RateLimited(why()))
         }
     }

@@ -92,6 +92,11 @@ impl Metrics {
         m
     }
 
+    /// Counts one request or message refused by the limit named `limit`.
+    pub fn reject(&self, limit: &str) {
+        self.rejected.with_label_values(&[limit]).inc();
+    }
+
     /// The metrics in the Prometheus text exposition format.
     pub fn render(&self) -> String {
         let mut out = Vec::new();

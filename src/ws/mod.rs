@@ -41,11 +41,7 @@ pub async fn connect(
         format!("too many connections from {ip}; try again in a minute")
     })?;
     let slot = state.sessions_per_ip.acquire(ip).ok_or_else(|| {
-        state
-            .metrics
-            .rejected
-            .with_label_values(&["sessions_per_ip"])
-            .inc();
+        state.metrics.reject("sessions_per_ip");
         ApiError::RateLimited(format!(
             "{ip} already has {} open sessions",
             state.config.max_sessions_per_ip

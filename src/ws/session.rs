@@ -220,10 +220,7 @@ impl WsSession {
         let t1 = clock::now_ms();
         self.heard(t1);
         if !self.bucket.try_take(t1) {
-            self.metrics
-                .rejected
-                .with_label_values(&["message_rate"])
-                .inc();
+            self.metrics.reject("message_rate");
             if self.strike() {
                 tracing::info!(room = %self.room_id, conn = self.conn, "closing abusive connection");
                 Self::close(
@@ -439,10 +436,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Nop) => {}
             Err(ProtocolError::Overflow) => {
-                self.metrics
-                    .rejected
-                    .with_label_values(&["frame_size"])
-                    .inc();
+                self.metrics.reject("frame_size");
                 Self::close(ctx, CloseCode::TooBig, "frame too big");
             }
             Err(err) => {
