@@ -136,11 +136,14 @@ impl PendingPresence {
         }
         let take = self.departed.len().min(max_left);
         let left: Vec<ParticipantId> = self.departed.drain(..take).collect();
-        let totals = totals(members, host);
+        let nothing_listed = participants.is_empty() && left.is_empty();
         // Small rooms announce membership and host changes as they happen, so their totals
-        // change only together with an entry.
-        let totals_news = big && self.last_totals.as_ref() != Some(&totals);
-        if participants.is_empty() && left.is_empty() && !totals_news {
+        // change only together with an entry: a quiet tick there costs no scan of members.
+        if nothing_listed && !big {
+            return None;
+        }
+        let totals = totals(members, host);
+        if nothing_listed && self.last_totals.as_ref() == Some(&totals) {
             return None;
         }
         let message = ServerMessage::Presence {

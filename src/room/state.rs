@@ -256,10 +256,6 @@ impl<L> RoomState<L> {
             .collect()
     }
 
-    fn mark_changed(&mut self, id: &ParticipantId) {
-        self.presence.changed(id);
-    }
-
     /// The `welcome` for participant `id` (which must be a member).
     pub fn welcome(&self, id: &ParticipantId, now: ServerMs) -> Option<ServerMessage> {
         let m = self.members.get(id)?;
@@ -306,7 +302,7 @@ impl<L> RoomState<L> {
                     m.name = name;
                     m.shown = None; // a new name is always news
                 }
-                self.mark_changed(&id);
+                self.presence.changed(&id);
                 (id, replaced, true)
             }
             None => {
@@ -372,7 +368,7 @@ impl<L> RoomState<L> {
             if m.link.as_ref().is_some_and(|(c, _)| *c == conn) {
                 m.link = None;
                 m.away_since = Some(now);
-                self.mark_changed(id);
+                self.presence.changed(id);
             }
         }
     }
@@ -416,7 +412,7 @@ impl<L> RoomState<L> {
         }
         for id in [self.host.take(), new.clone()].into_iter().flatten() {
             if self.members.contains_key(&id) {
-                self.mark_changed(&id);
+                self.presence.changed(&id);
             }
         }
         self.host = new.clone();
@@ -483,7 +479,7 @@ impl<L> RoomState<L> {
             exact_change
         };
         if news {
-            self.mark_changed(id);
+            self.presence.changed(id);
         }
     }
 
@@ -626,6 +622,15 @@ mod tests {
             0.0,
         );
         (room, token)
+    }
+
+    /// A room that counts as big above `threshold` members.
+    fn room_big_above(threshold: usize) -> Room {
+        room(RoomSettings {
+            presence_threshold: threshold,
+            ..RoomSettings::default()
+        })
+        .0
     }
 
     fn join(r: &mut Room, conn: u64, name: &str) -> ParticipantId {
@@ -877,10 +882,7 @@ mod tests {
 
     #[test]
     fn big_room_batches_membership_and_drops_insignificant_status() {
-        let (mut r, _) = room(RoomSettings {
-            presence_threshold: 3,
-            ..RoomSettings::default()
-        });
+        let mut r = room_big_above(3);
         let ids: Vec<_> = (0..3).map(|i| join(&mut r, i, "m")).collect();
         r.tick(0.0);
         // The fourth member makes the room big: no per-join broadcast.
@@ -911,10 +913,7 @@ mod tests {
 
     #[test]
     fn big_room_presence_size_is_bounded_and_drains_over_ticks() {
-        let (mut r, _) = room(RoomSettings {
-            presence_threshold: 1,
-            ..RoomSettings::default()
-        });
+        let mut r = room_big_above(1);
         join(&mut r, 0, "first");
         r.tick(0.0);
         for i in 1..=30 {
@@ -960,10 +959,7 @@ mod tests {
 
     #[test]
     fn big_room_news_about_members_goes_before_newcomers_and_totals_are_always_current() {
-        let (mut r, _) = room(RoomSettings {
-            presence_threshold: 3,
-            ..RoomSettings::default()
-        });
+        let mut r = room_big_above(3);
         let early: Vec<_> = (0..4).map(|i| join(&mut r, i, "early")).collect();
         while presence(&r.tick(0.0)).is_some() {} // announce the early members
         for i in 10..60 {
@@ -983,10 +979,7 @@ mod tests {
 
     #[test]
     fn big_room_skips_changes_that_reverted_before_the_tick() {
-        let (mut r, _) = room(RoomSettings {
-            presence_threshold: 2,
-            ..RoomSettings::default()
-        });
+        let mut r = room_big_above(2);
         let ids: Vec<_> = (0..4).map(|i| join(&mut r, i, "m")).collect();
         for id in &ids {
             r.status(id, 10.0, 0.0, false);
