@@ -35,12 +35,7 @@ async fn a_large_welcome_arrives_whole_and_later_frames_follow_it_in_order() {
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| {
-            m["message"]["text"]
-                .as_str()
-                .unwrap_or_else(|| m["text"].as_str().unwrap())
-                .to_owned()
-        })
+        .map(|m| m["text"].as_str().unwrap().to_owned())
         .collect();
     assert_eq!(chat, texts, "every kept chat message, intact");
     assert!(

@@ -102,7 +102,8 @@ export class Roster {
    * the server's totals when it sent them (entries of big rooms may lag, totals do not).
    */
   summary() {
-    const connected = [...this.members.values()].filter((m) => m.connected);
+    const all = [...this.members.values()];
+    const connected = all.filter((m) => m.connected);
     const buffering = connected.filter((m) => m.buffering);
     const outOfSync = connected.filter((m) => !m.buffering && m.drift_ms !== null && Math.abs(m.drift_ms) >= OUT_OF_SYNC_MS);
     return {
@@ -112,7 +113,7 @@ export class Roster {
       outOfSync,
       bufferingCount: this.reportedTotals?.buffering ?? buffering.length,
       outOfSyncCount: this.reportedTotals?.outOfSync ?? outOfSync.length,
-      disconnected: [...this.members.values()].filter((m) => !m.connected),
+      disconnected: all.filter((m) => !m.connected),
     };
   }
 }
