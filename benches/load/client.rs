@@ -456,14 +456,13 @@ impl Session<'_> {
             Some("playback") => match serde_json::from_str::<PlaybackFrame>(text) {
                 Ok(p) => {
                     let seq = p.playback.seq;
-                    if seq > self.last_seq + 1 {
-                        let missed = seq - self.last_seq - 1;
-                        stats.playback_drops.fetch_add(missed - 1, Relaxed);
+                    let gap = advance(&mut self.last_seq, seq);
+                    if gap > 0 {
+                        stats.playback_drops.fetch_add(gap - 1, Relaxed);
                         stats.problem(&stats.playback_drops, || {
-                            format!("member {} missed {missed} playback updates", self.label)
+                            format!("member {} missed {gap} playback updates", self.label)
                         });
                     }
-                    self.last_seq = self.last_seq.max(seq);
                     self.tally.max_seq.fetch_max(seq, Relaxed);
                     // A pause is stamped with the room's clock when applied: it splits the
                     // latency into the way to the room and the way out to the members.
@@ -500,14 +499,13 @@ impl Session<'_> {
             Some("chat") => match serde_json::from_str::<ChatFrame>(text) {
                 Ok(c) => {
                     let id = c.message.id;
-                    if id > self.last_chat + 1 {
-                        let missed = id - self.last_chat - 1;
-                        stats.chat_drops.fetch_add(missed - 1, Relaxed);
+                    let gap = advance(&mut self.last_chat, id);
+                    if gap > 0 {
+                        stats.chat_drops.fetch_add(gap - 1, Relaxed);
                         stats.problem(&stats.chat_drops, || {
-                            format!("member {} missed {missed} chat messages", self.label)
+                            format!("member {} missed {gap} chat messages", self.label)
                         });
                     }
-                    self.last_chat = self.last_chat.max(id);
                     self.tally.max_chat_id.fetch_max(id, Relaxed);
                     if c.message.from.id != self.me {
                         let sent = c
@@ -833,4 +831,11 @@ impl Session<'_> {
         let _ = timeout(CLOSE_TIMEOUT, drain).await;
         end
     }
+}
+
+/// Moves a sequence `last` seen forward to `seen`; returns how many numbers were skipped.
+fn advance(last: &mut u64, seen: u64) -> u64 {
+    let skipped = seen.saturating_sub(*last + 1);
+    *last = (*last).max(seen);
+    skipped
 }
