@@ -646,6 +646,12 @@ impl Session<'_> {
             &mut next_chat,
             &mut leave_at,
         );
+        // The timer and the phase watch live across iterations: rebuilding them for every
+        // frame read would cost the bench timer-wheel and notify work per frame, on the same
+        // cores as the server it measures.
+        let timer = sleep_until(next_ping);
+        tokio::pin!(timer);
+        let mut phase_change = Box::pin(next_phase(phase.clone()));
         loop {
             if current == Phase::Done {
                 return self.close(End::Stop).await;
@@ -662,6 +668,9 @@ impl Session<'_> {
             .min()
             // unwrap: the array holds two Some values
             .unwrap();
+            if timer.deadline() != deadline {
+                timer.as_mut().reset(deadline);
+            }
             tokio::select! {
                 frame = self.ws.next() => {
                     let arrived = Instant::now();
@@ -675,7 +684,7 @@ impl Session<'_> {
                         None => return self.lost("connection ended".into()),
                     }
                 }
-                _ = sleep_until(deadline) => {
+                _ = &mut timer => {
                     let now = Instant::now();
                     if leave_at.is_some_and(|t| now >= t) {
                         stats.churn_leaves.fetch_add(1, Relaxed);
@@ -717,8 +726,9 @@ impl Session<'_> {
                         }
                     }
                 }
-                changed = phase.changed() => {
-                    current = if changed.is_ok() { *phase.borrow_and_update() } else { Phase::Done };
+                (changed, mut watch) = &mut phase_change => {
+                    current = if changed.is_ok() { *watch.borrow_and_update() } else { Phase::Done };
+                    phase_change = Box::pin(next_phase(watch));
                     if current == Phase::Done {
                         self.check_behind();
                     }
@@ -831,6 +841,14 @@ impl Session<'_> {
         let _ = timeout(CLOSE_TIMEOUT, drain).await;
         end
     }
+}
+
+/// Waits for the run's next phase; hands the receiver back so the caller can wait again.
+async fn next_phase(
+    mut watch: watch::Receiver<Phase>,
+) -> (Result<(), watch::error::RecvError>, watch::Receiver<Phase>) {
+    let changed = watch.changed().await;
+    (changed, watch)
 }
 
 /// Moves a sequence `last` seen forward to `seen`; returns how many numbers were skipped.

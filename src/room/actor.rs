@@ -19,10 +19,14 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ControlMode, ParticipantRef, Playback, ServerMessage};
 use crate::registry::Rooms;
+use crate::room::paced::PacedFanOut;
 use crate::room::state::{Audience, ConnId, Control, Effect, RoomState};
 
 /// How often the room flushes presence, ends grace periods and checks for silent members.
 pub const TICK: Duration = Duration::from_secs(1);
+/// Slices in which a big room hands out its presence, one every `TICK / PRESENCE_STEPS`, so
+/// the last is out before the next tick (see `room::paced`).
+pub const PRESENCE_STEPS: u32 = 20;
 
 /// What a room sends to a session.
 #[derive(Message, Clone, Debug)]
@@ -211,6 +215,11 @@ pub struct RoomActor {
     metrics: Arc<Metrics>,
     /// When the room became empty, if it is.
     empty_since: Option<ServerMs>,
+    /// A big room's presence still being handed out, to each member on the connection it
+    /// was encoded for.
+    paced: Option<PacedFanOut<(ParticipantId, ConnId)>>,
+    /// Which pacing run is current, so a step scheduled for an earlier one does nothing.
+    paced_run: u64,
 }
 
 impl RoomActor {
@@ -227,11 +236,18 @@ impl RoomActor {
             rooms,
             metrics,
             empty_since: Some(clock::now_ms()),
+            paced: None,
+            paced_run: 0,
         }
     }
 
     /// Delivers effects, evicting members that cannot keep up (which may cause more effects).
+    /// A presence still being paced goes out first if any effect speaks of the members, so
+    /// nobody gets it after newer news about them.
     fn deliver(&mut self, mut effects: Vec<Effect>) {
+        if effects.iter().any(|e| speaks_of_members(&e.message)) {
+            self.finish_paced();
+        }
         while !effects.is_empty() {
             let mut stalled: Vec<(ParticipantId, ConnId)> = Vec::new();
             for effect in effects.drain(..) {
@@ -273,6 +289,80 @@ impl RoomActor {
             }
         }
         self.note_occupancy();
+    }
+
+    /// Starts handing `presence` to the connected members a slice at a time; the first slice
+    /// goes now.
+    fn start_paced(&mut self, presence: &ServerMessage, ctx: &mut Context<Self>) {
+        self.finish_paced();
+        let owed = self
+            .state
+            .links()
+            .map(|(id, conn, _)| (id.clone(), conn))
+            .collect();
+        self.paced = Some(PacedFanOut::new(
+            presence.encode(),
+            owed,
+            PRESENCE_STEPS as usize,
+        ));
+        self.paced_run += 1;
+        self.paced_step(ctx);
+    }
+
+    /// Hands out the next slice of the paced presence and schedules the one after.
+    fn paced_step(&mut self, ctx: &mut Context<Self>) {
+        let Some(paced) = self.paced.as_mut() else {
+            return;
+        };
+        let slice = paced.next_slice();
+        let frame = paced.frame().clone();
+        if paced.is_done() {
+            self.paced = None;
+        } else {
+            let run = self.paced_run;
+            ctx.run_later(TICK / PRESENCE_STEPS, move |room, ctx| {
+                if room.paced_run == run {
+                    room.paced_step(ctx);
+                }
+            });
+        }
+        self.hand_out(&frame, &slice);
+    }
+
+    /// Hands the rest of a paced presence out now, before something newer.
+    fn finish_paced(&mut self) {
+        if let Some(mut paced) = self.paced.take() {
+            let rest = paced.rest();
+            self.hand_out(paced.frame(), &rest);
+        }
+    }
+
+    /// Offers `frame` to members still on the connection it was meant for; evicts those
+    /// that cannot keep up.
+    fn hand_out(&mut self, frame: &ByteString, to: &[(ParticipantId, ConnId)]) {
+        let mut stalled = Vec::new();
+        let mut sent = 0u64;
+        for (id, conn) in to {
+            match self.state.link(id) {
+                Some((now_on, link)) if now_on == *conn => {
+                    sent += 1;
+                    if !offer(link, ToSession::Frame(frame.clone())) {
+                        stalled.push((id, *conn));
+                    }
+                }
+                // Left, or resumed on a connection whose `welcome` is newer than this frame.
+                _ => {}
+            }
+        }
+        self.metrics
+            .frames_out
+            .with_label_values(&["presence"])
+            .inc_by(sent);
+        let effects: Vec<Effect> = stalled
+            .into_iter()
+            .flat_map(|(id, conn)| self.evict(id, conn, Eviction::Slow))
+            .collect();
+        self.deliver(effects);
     }
 
     /// Removes a member at once, counts it, and offers its session a close (best effort: a
@@ -320,7 +410,21 @@ impl RoomActor {
             effects.extend(self.evict(&id, conn, Eviction::Silent));
         }
         effects.extend(self.state.tick(now));
+        // A big room's presence is paced over the second; everything else goes now.
+        let paced = self
+            .state
+            .is_big()
+            .then(|| {
+                effects
+                    .iter()
+                    .position(|e| matches!(e.message, ServerMessage::Presence { .. }))
+            })
+            .flatten()
+            .map(|at| effects.remove(at));
         self.deliver(effects);
+        if let Some(presence) = paced {
+            self.start_paced(&presence.message, ctx);
+        }
         if let Some(since) = self.empty_since {
             if now - since >= self.timing.idle_ttl_ms {
                 let id = self.state.info().id;
@@ -360,6 +464,19 @@ impl Eviction {
             Eviction::Silent | Eviction::Timeout => "evicted: no sign of life",
         }
     }
+}
+
+/// Whether a message tells members something a presence also tells (who is here, who is
+/// host), so it must not overtake a presence still being paced. Playback, chat and the
+/// others may: a presence says nothing they change.
+fn speaks_of_members(message: &ServerMessage) -> bool {
+    matches!(
+        message,
+        ServerMessage::Presence { .. }
+            | ServerMessage::Host { .. }
+            | ServerMessage::Joined { .. }
+            | ServerMessage::Left { .. }
+    )
 }
 
 /// Offers a frame to a member's bounded mailbox; false when it is full (cannot keep up).
@@ -411,12 +528,20 @@ impl Handler<Join> for RoomActor {
         }
         // unwrap: the participant was admitted just above
         let welcome = self.state.welcome(&joined.id, now).unwrap();
-        let mut effects = vec![Effect {
-            to: Audience::One(joined.id.clone()),
-            message: welcome,
-        }];
-        effects.extend(joined.effects);
-        self.deliver(effects);
+        // The welcome bypasses `deliver`: it goes to a connection that joined after any
+        // paced presence was encoded (and is not owed it), so that need not be hurried.
+        let stalled = self.state.link(&joined.id).and_then(|(conn, link)| {
+            self.metrics
+                .frames_out
+                .with_label_values(&["welcome"])
+                .inc();
+            (!offer(link, ToSession::Frame(welcome.encode()))).then_some(conn)
+        });
+        self.deliver(joined.effects);
+        if let Some(conn) = stalled {
+            let effects = self.evict(&joined.id, conn, Eviction::Slow);
+            self.deliver(effects);
+        }
         Ok(joined.id)
     }
 }

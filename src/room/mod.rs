@@ -1,8 +1,9 @@
 //! Rooms: the rules ([`state`], [`playback`], [`presence`], [`chat`]) and the actor that
-//! runs them.
+//! runs them, pacing a big room's presence over the second ([`paced`]).
 
 pub mod actor;
 pub mod chat;
+pub mod paced;
 pub mod playback;
 pub mod presence;
 pub mod state;
