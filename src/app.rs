@@ -149,22 +149,17 @@ pub fn start(config: Config) -> std::io::Result<RunningServer> {
     let user_timeout = config.tcp_user_timeout;
     let state = web::Data::new(AppState::new(config));
     let app_state = state.clone();
-    let server = HttpServer::new(move || {
-        App::new()
-            // One span per request (method, route, status, latency, peer); a WebSocket
-            // session's log lines carry its room and connection ids.
-            .wrap(tracing_actix_web::TracingLogger::default())
-            .configure(|cfg| http::routes(cfg, app_state.clone()))
-    })
-    .workers(workers)
-    // Signals are handled by `main`, which must tell clients before the server stops.
-    .disable_signals()
-    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-    // Thousands of idle viewers per worker are normal here.
-    .max_connections(25_000)
-    .backlog(4096)
-    .on_connect(move |conn, _ext| tune_socket(conn, send_buffer, user_timeout))
-    .bind(bind)?;
+    let server =
+        HttpServer::new(move || App::new().configure(|cfg| http::routes(cfg, app_state.clone())))
+            .workers(workers)
+            // Signals are handled by `main`, which must tell clients before the server stops.
+            .disable_signals()
+            .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+            // Thousands of idle viewers per worker are normal here.
+            .max_connections(25_000)
+            .backlog(4096)
+            .on_connect(move |conn, _ext| tune_socket(conn, send_buffer, user_timeout))
+            .bind(bind)?;
     let addr = *server
         .addrs()
         .first()

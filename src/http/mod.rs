@@ -16,18 +16,28 @@ use crate::error::ApiError;
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
 
 /// Registers every route.
+///
+/// Every request but the WebSocket upgrade gets a span (method, route, status, latency,
+/// peer) from tracing-actix-web. That middleware enters its span on every poll of the
+/// response body, which for a WebSocket is every frame of the session's whole life, a cost
+/// paid thousands of times per broadcast in a big room; sessions log with their room and
+/// connection ids instead.
 pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
     cfg.app_data(state)
-        .route("/api/health", web::get().to(health))
-        .route("/metrics", web::get().to(metrics))
-        .route("/api/rooms", web::post().to(rooms::create))
-        .route("/api/rooms/{room_id}", web::get().to(rooms::get))
         .route("/api/rooms/{room_id}/ws", web::get().to(crate::ws::connect))
-        .route("/api/media", web::get().to(media::list))
-        .route("/media/{name}", web::get().to(media::serve))
-        .route("/api/{rest:.*}", web::route().to(api_not_found))
-        .route("/r/{room_id}", web::get().to(frontend::room_page))
-        .default_service(web::to(frontend::asset));
+        .service(
+            web::scope("")
+                .wrap(tracing_actix_web::TracingLogger::default())
+                .route("/api/health", web::get().to(health))
+                .route("/metrics", web::get().to(metrics))
+                .route("/api/rooms", web::post().to(rooms::create))
+                .route("/api/rooms/{room_id}", web::get().to(rooms::get))
+                .route("/api/media", web::get().to(media::list))
+                .route("/media/{name}", web::get().to(media::serve))
+                .route("/api/{rest:.*}", web::route().to(api_not_found))
+                .route("/r/{room_id}", web::get().to(frontend::room_page))
+                .default_service(web::to(frontend::asset)),
+        );
 }
 
 async fn health(state: web::Data<AppState>) -> HttpResponse {

@@ -20,23 +20,43 @@ pub use session::SessionSettings;
 use session::WsSession;
 
 /// `GET /api/rooms/{room_id}/ws`: checks origin, room and per-IP limits, then upgrades.
+///
+/// This route has no request span (see `http::routes`), so a refusal is logged here.
 pub async fn connect(
     req: HttpRequest,
     stream: web::Payload,
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
+    let result = upgrade(&req, stream, path, &state);
+    if let Err(err) = &result {
+        tracing::debug!(
+            path = req.path(),
+            peer = %client_ip(&req, state.config.trust_proxy),
+            error = %err,
+            "WebSocket upgrade refused"
+        );
+    }
+    result
+}
+
+fn upgrade(
+    req: &HttpRequest,
+    stream: web::Payload,
+    path: web::Path<String>,
+    state: &AppState,
+) -> Result<HttpResponse, ApiError> {
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    check_origin(&req, &state.config.allowed_origins)?;
+    check_origin(req, &state.config.allowed_origins)?;
     let raw = path.into_inner();
     let room_id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
     let room = state
         .rooms
         .get(&room_id)
         .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
-    let ip = client_ip(&req, state.config.trust_proxy);
+    let ip = client_ip(req, state.config.trust_proxy);
     state.admit(&state.connect_rate, ip, "connect_rate", || {
         format!("too many connections from {ip}; try again in a minute")
     })?;
@@ -54,7 +74,7 @@ pub async fn connect(
         Arc::clone(&state.metrics),
         slot,
     );
-    ws::WsResponseBuilder::new(session, &req, stream)
+    ws::WsResponseBuilder::new(session, req, stream)
         .frame_size(state.config.max_frame_bytes)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("WebSocket handshake failed: {e}")))
