@@ -74,7 +74,8 @@ pub struct Config {
     #[arg(long, env = "WT_PRESENCE_THRESHOLD", default_value_t = 50)]
     pub presence_threshold: usize,
 
-    /// Interval of WebSocket pings from the server.
+    /// Interval of the server's heartbeat: a client silent this long gets a WebSocket ping
+    /// (one heard from more recently is plainly alive and gets none).
     #[arg(long, env = "WT_HEARTBEAT_INTERVAL", value_parser = humantime::parse_duration, default_value = "5s")]
     pub heartbeat_interval: Duration,
 

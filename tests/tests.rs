@@ -5,6 +5,7 @@ mod util;
 mod abuse_limits;
 mod bench_smoke;
 mod fuzz_frames;
+mod heartbeat;
 mod large_messages;
 mod media_library;
 mod membership;

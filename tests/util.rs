@@ -295,6 +295,15 @@ impl Client {
         }
     }
 
+    /// The next frame exactly as it came, answering nothing: for tests of the heartbeat.
+    pub async fn next_frame(&mut self) -> Frame {
+        tokio::time::timeout(PATIENCE, self.framed.next())
+            .await
+            .expect("timed out waiting for a frame")
+            .expect("the stream ended")
+            .expect("protocol error")
+    }
+
     /// Handles a non-text frame: answers pings, reports a close or the end of the stream.
     async fn control_frame(
         &mut self,

@@ -65,6 +65,30 @@ impl SessionSettings {
     }
 }
 
+/// What a heartbeat does, given how long the client has been silent.
+#[derive(Debug, PartialEq, Eq)]
+enum Beat {
+    /// Heard from within the last interval: plainly alive, and a ping would only cost both
+    /// sides a frame (a browser reports `status` every second).
+    Quiet,
+    /// Silent for an interval or more: ask for a sign of life.
+    Ping,
+    /// Silent past the timeout: give up on it.
+    GiveUp,
+}
+
+impl Beat {
+    fn after(silent: Duration, settings: &SessionSettings) -> Beat {
+        if silent > settings.client_timeout {
+            Beat::GiveUp
+        } else if silent >= settings.heartbeat_interval {
+            Beat::Ping
+        } else {
+            Beat::Quiet
+        }
+    }
+}
+
 /// Where the session is in its life.
 #[derive(Debug, Clone, PartialEq)]
 enum Membership {
@@ -371,12 +395,16 @@ impl Actor for WsSession {
                 // close; now that it runs again, finish the job.
                 session.membership = Membership::Anonymous;
                 Self::close(ctx, code, "no longer a member of the room");
-            } else if session.last_heard.elapsed() > session.settings.client_timeout {
-                tracing::debug!(room = %session.room_id, conn = session.conn, "heartbeat timeout");
-                session.ended = SessionEnd::TimedOut;
-                Self::close(ctx, CloseCode::Timeout, "no sign of life");
-            } else {
-                ctx.ping(b"");
+                return;
+            }
+            match Beat::after(session.last_heard.elapsed(), &session.settings) {
+                Beat::Quiet => {}
+                Beat::Ping => ctx.ping(b""),
+                Beat::GiveUp => {
+                    tracing::debug!(room = %session.room_id, conn = session.conn, "heartbeat timeout");
+                    session.ended = SessionEnd::TimedOut;
+                    Self::close(ctx, CloseCode::Timeout, "no sign of life");
+                }
             }
         });
         ctx.run_later(self.settings.join_timeout, |session, ctx| {
@@ -444,5 +472,36 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 Self::close(ctx, CloseCode::Policy, "WebSocket protocol error");
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings() -> SessionSettings {
+        SessionSettings {
+            heartbeat_interval: Duration::from_secs(5),
+            client_timeout: Duration::from_secs(15),
+            join_timeout: Duration::from_secs(10),
+            outbox_frames: 256,
+            msg_rate: 20.0,
+            msg_burst: 40,
+        }
+    }
+
+    #[test]
+    fn a_client_heard_within_the_interval_is_not_pinged() {
+        let s = settings();
+        assert_eq!(Beat::after(Duration::ZERO, &s), Beat::Quiet);
+        assert_eq!(Beat::after(Duration::from_millis(4999), &s), Beat::Quiet);
+    }
+
+    #[test]
+    fn a_silent_client_is_pinged_until_the_timeout_then_given_up() {
+        let s = settings();
+        assert_eq!(Beat::after(Duration::from_secs(5), &s), Beat::Ping);
+        assert_eq!(Beat::after(Duration::from_secs(15), &s), Beat::Ping);
+        assert_eq!(Beat::after(Duration::from_millis(15_001), &s), Beat::GiveUp);
     }
 }
