@@ -225,36 +225,19 @@ async fn a_paced_presence_reaches_everyone_before_later_news_of_members() {
     for i in 0..8 {
         members.push(srv.join(&room, json!({"name": format!("m{i}")})).await);
     }
-    let id = |w: &Value| w["you"]["id"].clone();
-    let (first, newest) = (id(&members[0].1), id(&members[7].1));
-    // A big room hands its presence out one slice per step, newest members first (here one
-    // member per slice), so the newest hears it first while the others are still owed it.
-    // Make the newest the host; once it hears a presence it hands the role straight back,
-    // and the room must give everyone the rest of that presence (which names the newest as
-    // host) before the `host` message that ends it, or their views would end on the wrong
-    // host.
+    let newest = members[7].1["you"]["id"].clone();
+    // A big room hands its presence out one slice per step (here one member per slice),
+    // host first, so the others are still owed it when the host hears it. The host hands
+    // its role on at once; the room must give everyone the rest of that presence (which
+    // still names the old host) before the `host` message, or their views would end on the
+    // wrong host.
     let (mut host, _) = members.remove(0);
+    let presence = host.expect("presence").await;
     host.send(json!({"type": "transfer_host", "to": newest}))
         .await;
-    let (mut newest_member, _) = members.pop().unwrap();
-    let presence = loop {
-        let p = newest_member.expect("presence").await;
-        if p["host_id"] == newest {
-            break p;
-        }
-    };
-    newest_member
-        .send(json!({"type": "transfer_host", "to": first}))
-        .await;
-    let mut everyone: Vec<Client> = std::iter::once(host)
-        .chain(members.into_iter().map(|(c, _)| c))
-        .collect();
-    for (i, m) in everyone.iter_mut().enumerate() {
-        let mut handed_over = false;
+    for (i, (m, _)) in members.iter_mut().enumerate() {
         loop {
-            let h = m.expect("host").await;
-            handed_over |= h["host_id"] == newest;
-            if handed_over && h["host_id"] == first {
+            if m.expect("host").await["host_id"] == newest {
                 break;
             }
         }

@@ -292,14 +292,23 @@ impl RoomActor {
     }
 
     /// Starts handing `presence` to the connected members a slice at a time; the first slice
-    /// goes now.
+    /// goes now. The host comes first (it watches the room for everyone), then members in
+    /// the order they joined.
     fn start_paced(&mut self, presence: &ServerMessage, ctx: &mut Context<Self>) {
         self.finish_paced();
-        let owed = self
+        // Slices are taken from the end of the list.
+        let mut owed: Vec<(ParticipantId, ConnId)> = self
             .state
             .links()
             .map(|(id, conn, _)| (id.clone(), conn))
             .collect();
+        owed.reverse();
+        if let Some(host) = self.state.host() {
+            if let Some(at) = owed.iter().position(|(id, _)| *id == host.id) {
+                let host = owed.remove(at);
+                owed.push(host);
+            }
+        }
         self.paced = Some(PacedFanOut::new(
             presence.encode(),
             owed,
