@@ -13,7 +13,7 @@
 //! - [`registry`]: which rooms exist (id → room actor address).
 //! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
 //!   [`room::presence`], [`room::chat`]) and the `RoomActor` that applies them and delivers
-//!   the results.
+//!   the results, handing a big room's presence out over the second ([`room::paced`]).
 //! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
 //! - [`clock`]: server time, monotonic and anchored once to the wall clock.
