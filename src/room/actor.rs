@@ -420,16 +420,14 @@ impl RoomActor {
         }
         effects.extend(self.state.tick(now));
         // A big room's presence is paced over the second; everything else goes now.
-        let paced = self
-            .state
-            .is_big()
-            .then(|| {
-                effects
-                    .iter()
-                    .position(|e| matches!(e.message, ServerMessage::Presence { .. }))
-            })
-            .flatten()
-            .map(|at| effects.remove(at));
+        let paced = if self.state.is_big() {
+            effects
+                .iter()
+                .position(|e| matches!(e.message, ServerMessage::Presence { .. }))
+                .map(|at| effects.remove(at))
+        } else {
+            None
+        };
         self.deliver(effects);
         if let Some(presence) = paced {
             self.start_paced(&presence.message, ctx);
@@ -537,20 +535,12 @@ impl Handler<Join> for RoomActor {
         }
         // unwrap: the participant was admitted just above
         let welcome = self.state.welcome(&joined.id, now).unwrap();
-        // The welcome bypasses `deliver`: it goes to a connection that joined after any
-        // paced presence was encoded (and is not owed it), so that need not be hurried.
-        let stalled = self.state.link(&joined.id).and_then(|(conn, link)| {
-            self.metrics
-                .frames_out
-                .with_label_values(&["welcome"])
-                .inc();
-            (!offer(link, ToSession::Frame(welcome.encode()))).then_some(conn)
-        });
-        self.deliver(joined.effects);
-        if let Some(conn) = stalled {
-            let effects = self.evict(&joined.id, conn, Eviction::Slow);
-            self.deliver(effects);
-        }
+        let mut effects = vec![Effect {
+            to: Audience::One(joined.id.clone()),
+            message: welcome,
+        }];
+        effects.extend(joined.effects);
+        self.deliver(effects);
         Ok(joined.id)
     }
 }
