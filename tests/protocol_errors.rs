@@ -159,3 +159,52 @@ async fn chat_flood_is_limited_per_participant() {
     c.send(json!({"type": "chat", "text": "too much"})).await;
     assert_eq!(c.expect_error().await, "chat_rate_limited");
 }
+
+/// Issue 14, item 1: a URL with a multi-byte character where the scheme check looked used
+/// to panic the session (and with `panic = "abort"`, the server).
+#[actix_rt::test]
+async fn multibyte_characters_in_a_video_url_are_refused_not_a_crash() {
+    let srv = TestServer::start().await;
+    let (room, token) = srv.create_room(json!({})).await;
+    let (mut host, _) = srv
+        .join(&room, json!({"name": "Host", "host_token": token}))
+        .await;
+    for url in ["aaaaaaé.mp4", "aaaaaaaé", "httpsé://x", "/media/%E0.mp4"] {
+        host.send(json!({"type": "load", "video": {"kind": "url", "url": url}}))
+            .await;
+        assert_eq!(host.expect_error().await, "bad_message", "{url}");
+    }
+    // The session and the room are fine.
+    host.send(json!({"type": "load", "video": {"kind": "url", "url": "/media/été.mp4"}}))
+        .await;
+    assert_eq!(
+        host.expect("playback").await["playback"]["video"]["url"],
+        "/media/été.mp4"
+    );
+}
+
+/// Issue 14, item 12: control characters in chat, invisible and text-direction characters
+/// in names.
+#[actix_rt::test]
+async fn chat_refuses_control_characters_and_names_refuse_invisible_ones() {
+    let srv = TestServer::start().await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let mut c = srv.connect(&room).await;
+    for name in [
+        "Ann\u{202E}",
+        "A\u{200B}nn",
+        "\u{3164}",
+        "Ann\u{2066}x\u{2069}",
+    ] {
+        c.send(json!({"type": "join", "name": name})).await;
+        assert_eq!(c.expect_error().await, "invalid_name", "{name:?}");
+    }
+    c.send(json!({"type": "join", "name": "Zoë 👩‍👩‍👧"})).await;
+    assert_eq!(c.expect("welcome").await["you"]["name"], "Zoë 👩‍👩‍👧");
+    for text in ["a\u{0}b", "two\nlines", "bell\u{7}", "\u{1b}[31mred"] {
+        c.send(json!({"type": "chat", "text": text})).await;
+        assert_eq!(c.expect_error().await, "invalid_chat", "{text:?}");
+    }
+    c.send(json!({"type": "chat", "text": "fine"})).await;
+    assert_eq!(c.expect("chat").await["message"]["text"], "fine");
+}

@@ -60,7 +60,11 @@ async fn invalid_room_bodies_are_refused_with_400() {
         json!({"video": {"kind": "youtube", "id": "nope"}}),
         json!({"video": {"kind": "url", "url": "ftp://x/y.mp4"}}),
         json!({"name": "x".repeat(81)}),
+        json!({"name": "Movie\u{202E}night"}),
         json!({"colour": "red"}),
+        // Issue 14, item 1: this used to close the connection without a response.
+        json!({"video": {"kind": "url", "url": "aaaaaaé…"}}),
+        json!({"video": {"kind": "url", "url": "/media/%E0.mp4"}}),
         json!([1, 2]),
     ] {
         let (status, v) = srv.post("/api/rooms", body.clone()).await;

@@ -10,7 +10,7 @@ use crate::app::AppState;
 use crate::error::ApiError;
 use crate::http::{client_ip, MAX_BODY_BYTES};
 use crate::ids::RoomId;
-use crate::protocol::{ControlMode, Video, MAX_ROOM_NAME_CHARS};
+use crate::protocol::{clean_room_name, ControlMode, Video};
 use crate::registry::NewRoom;
 use crate::room::actor::GetSummary;
 
@@ -48,12 +48,8 @@ pub async fn create(
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("invalid room: {e}")))?
     };
-    let name = request.name.as_deref().unwrap_or("").trim().to_owned();
-    if name.chars().count() > MAX_ROOM_NAME_CHARS || name.chars().any(char::is_control) {
-        return Err(ApiError::BadRequest(format!(
-            "room name must be at most {MAX_ROOM_NAME_CHARS} characters, without control characters"
-        )));
-    }
+    let name =
+        clean_room_name(request.name.as_deref().unwrap_or("")).map_err(ApiError::BadRequest)?;
     if let Some(video) = &request.video {
         video.validate().map_err(ApiError::BadRequest)?;
     }
