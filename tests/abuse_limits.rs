@@ -78,6 +78,31 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         Some(429),
         "a spoofed first entry does not help"
     );
+    // Issue 14, item 9: the proxy's line is the last one, and entries may carry a port.
+    assert_eq!(
+        srv.try_connect(
+            &room,
+            &[
+                ("x-forwarded-for", "10.9.9.9"),
+                ("x-forwarded-for", "203.0.113.1:40000")
+            ]
+        )
+        .await
+        .err(),
+        Some(429),
+        "a client's own first header line does not help"
+    );
+    let _c = srv
+        .try_connect(&room, &[("x-forwarded-for", "[2001:db8::7]:40000")])
+        .await
+        .expect("a new address behind the proxy, written with a port");
+    assert_eq!(
+        srv.try_connect(&room, &[("x-forwarded-for", "2001:db8::7")])
+            .await
+            .err(),
+        Some(429),
+        "the same address without the port"
+    );
 }
 
 #[actix_rt::test]

@@ -208,3 +208,58 @@ async fn chat_refuses_control_characters_and_names_refuse_invisible_ones() {
     c.send(json!({"type": "chat", "text": "fine"})).await;
     assert_eq!(c.expect("chat").await["message"]["text"], "fine");
 }
+
+/// Issue 14, item 7: binary frames pay into the same budget as text frames, so a client
+/// cannot make the server answer at its own pace.
+#[actix_rt::test]
+async fn binary_frames_are_rate_limited_like_text() {
+    let srv = TestServer::with(|c| {
+        c.msg_burst = 5;
+        c.msg_rate = 1.0;
+    })
+    .await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut neighbour, _) = srv.join(&room, json!({"name": "Calm"})).await;
+    let (mut flood, _) = srv.join(&room, json!({"name": "Binary"})).await;
+    for _ in 0..150 {
+        flood
+            .send_raw(ws::Message::Binary(vec![0u8; 8].into()))
+            .await;
+    }
+    assert_eq!(flood.expect_close().await, Some(1008));
+    let refusals = flood
+        .seen
+        .iter()
+        .filter(|m| m["code"] == "binary_unsupported")
+        .count();
+    assert!(refusals <= 5, "{refusals} binary frames were answered");
+    assert_eq!(neighbour.ping(1.0).await["t0"], 1.0);
+}
+
+/// Issue 14, item 10: RFC 6455 section 8.1 asks for 1007 when a text frame is not UTF-8.
+#[actix_rt::test]
+async fn a_text_frame_that_is_not_utf8_closes_with_1007() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::{Data, OpCode};
+    use tokio_tungstenite::tungstenite::protocol::frame::Frame;
+    use tokio_tungstenite::tungstenite::Message;
+
+    let srv = TestServer::start().await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut ws, _) = tokio_tungstenite::connect_async(srv.ws_url(&room))
+        .await
+        .expect("handshake");
+    let frame = Frame::message(vec![b'{', 0xE0, 0x80, b'}'], OpCode::Data(Data::Text), true);
+    ws.send(Message::Frame(frame)).await.unwrap();
+    let code = loop {
+        match tokio::time::timeout(crate::util::PATIENCE, ws.next())
+            .await
+            .expect("a close in time")
+        {
+            Some(Ok(Message::Close(Some(close)))) => break u16::from(close.code),
+            Some(Ok(_)) => {}
+            other => panic!("no close frame: {other:?}"),
+        }
+    };
+    assert_eq!(code, 1007);
+}

@@ -125,7 +125,8 @@ impl TestServer {
             .unwrap_or_else(|status| panic!("WebSocket refused with {status}"))
     }
 
-    /// Connects with extra headers; `Err(status)` when the upgrade is refused.
+    /// Connects with extra headers (a name given twice makes two header lines); `Err(status)`
+    /// when the upgrade is refused.
     pub async fn try_connect(
         &self,
         room_id: &str,
@@ -137,7 +138,7 @@ impl TestServer {
             .ws(self.ws_url(room_id))
             .max_frame_size(4 << 20);
         for (k, v) in headers {
-            req = req.set_header(*k, *v);
+            req = req.header(*k, *v);
         }
         match req.connect().await {
             Ok((_, framed)) => Ok(Client::from_framed(framed)),

@@ -4,7 +4,7 @@ pub mod frontend;
 pub mod media;
 mod rooms;
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde_json::json;
@@ -65,6 +65,9 @@ async fn api_not_found(req: HttpRequest) -> Result<HttpResponse, ApiError> {
 
 /// The client's IP: the peer address, or behind a trusted proxy the last X-Forwarded-For
 /// entry (the one the proxy itself appended; earlier entries are client-controlled).
+///
+/// The last entry is the last value of the last header line: a client may send its own
+/// `X-Forwarded-For` line, and the proxy adds another or appends to it.
 pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
     let peer = req
         .peer_addr()
@@ -74,9 +77,44 @@ pub fn client_ip(req: &HttpRequest, trust_proxy: bool) -> IpAddr {
         return peer;
     }
     req.headers()
-        .get("x-forwarded-for")
+        .get_all("x-forwarded-for")
+        .last()
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.rsplit(',').next())
-        .and_then(|last| last.trim().parse().ok())
+        .and_then(|last| parse_forwarded_ip(last.trim()))
         .unwrap_or(peer)
+}
+
+/// An address as proxies write it: `203.0.113.7`, `2001:db8::1`, or either with a port
+/// (`203.0.113.7:5123`, `[2001:db8::1]:5123`).
+fn parse_forwarded_ip(entry: &str) -> Option<IpAddr> {
+    entry
+        .parse::<IpAddr>()
+        .ok()
+        .or_else(|| entry.parse::<SocketAddr>().ok().map(|a| a.ip()))
+        .or_else(|| {
+            let bracketed = entry.strip_prefix('[')?.strip_suffix(']')?;
+            bracketed.parse().ok()
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forwarded_entries_parse_with_and_without_ports() {
+        for (entry, ip) in [
+            ("203.0.113.7", "203.0.113.7"),
+            ("203.0.113.7:5123", "203.0.113.7"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:5123", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            assert_eq!(parse_forwarded_ip(entry), ip.parse().ok(), "{entry}");
+        }
+        for junk in ["", "unknown", "_hidden", "203.0.113.7:x", "[203.0.113.7"] {
+            assert_eq!(parse_forwarded_ip(junk), None, "{junk}");
+        }
+    }
 }

@@ -358,6 +358,8 @@ pub enum ErrorCode {
 /// WebSocket close codes the server uses, with their meaning.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum CloseCode {
+    /// 1007: a text frame that is not valid UTF-8 (RFC 6455, section 8.1).
+    InvalidData,
     /// 1008: no join in time, sustained abuse, or a policy refusal.
     Policy,
     /// 1009: a frame over the size limit.
@@ -378,6 +380,7 @@ impl CloseCode {
     /// The numeric code on the wire.
     pub fn code(self) -> u16 {
         match self {
+            CloseCode::InvalidData => 1007,
             CloseCode::Policy => 1008,
             CloseCode::TooBig => 1009,
             CloseCode::Restart => 1012,

@@ -239,29 +239,38 @@ impl WsSession {
         *count > self.settings.msg_burst.max(10)
     }
 
+    /// Counts a data frame (text, binary or a fragment) against the session's message
+    /// budget, answering or closing when it is spent; true when the frame may be handled.
+    fn admit(&mut self, now: f64, ctx: &mut ws::WebsocketContext<Self>) -> bool {
+        self.heard(now);
+        if self.bucket.try_take(now) {
+            return true;
+        }
+        self.metrics.reject("message_rate");
+        if self.strike() {
+            tracing::info!(room = %self.room_id, conn = self.conn, "closing abusive connection");
+            Self::close(
+                ctx,
+                CloseCode::Policy,
+                "message rate limit exceeded repeatedly",
+            );
+        } else {
+            self.send_error(
+                ctx,
+                ErrorCode::RateLimited,
+                format!(
+                    "too many messages: at most {} per second (bursts of {})",
+                    self.settings.msg_rate, self.settings.msg_burst
+                ),
+            );
+        }
+        false
+    }
+
     fn on_text(&mut self, text: &str, ctx: &mut ws::WebsocketContext<Self>) {
         let received = Instant::now();
         let t1 = clock::now_ms();
-        self.heard(t1);
-        if !self.bucket.try_take(t1) {
-            self.metrics.reject("message_rate");
-            if self.strike() {
-                tracing::info!(room = %self.room_id, conn = self.conn, "closing abusive connection");
-                Self::close(
-                    ctx,
-                    CloseCode::Policy,
-                    "message rate limit exceeded repeatedly",
-                );
-            } else {
-                self.send_error(
-                    ctx,
-                    ErrorCode::RateLimited,
-                    format!(
-                        "too many messages: at most {} per second (bursts of {})",
-                        self.settings.msg_rate, self.settings.msg_burst
-                    ),
-                );
-            }
+        if !self.admit(t1, ctx) {
             return;
         }
         let msg = match decode(text) {
@@ -451,12 +460,15 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
             }
             Ok(ws::Message::Pong(_)) => self.heard(clock::now_ms()),
             Ok(ws::Message::Binary(_)) | Ok(ws::Message::Continuation(_)) => {
-                self.heard(clock::now_ms());
-                self.send_error(
-                    ctx,
-                    ErrorCode::BinaryUnsupported,
-                    "only unfragmented text frames carry the protocol".into(),
-                );
+                // Refused, but only after paying for it like any other frame: answering
+                // every one for free would make the server write as fast as a client sends.
+                if self.admit(clock::now_ms(), ctx) {
+                    self.send_error(
+                        ctx,
+                        ErrorCode::BinaryUnsupported,
+                        "only unfragmented text frames carry the protocol".into(),
+                    );
+                }
             }
             Ok(ws::Message::Close(reason)) => {
                 ctx.close(reason);
@@ -467,6 +479,9 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 self.metrics.reject("frame_size");
                 Self::close(ctx, CloseCode::TooBig, "frame too big");
             }
+            Err(ProtocolError::Io(err)) if is_invalid_utf8(&err) => {
+                Self::close(ctx, CloseCode::InvalidData, "text frame is not valid UTF-8");
+            }
             Err(err) => {
                 tracing::debug!(room = %self.room_id, conn = self.conn, error = %err, "protocol error");
                 Self::close(ctx, CloseCode::Policy, "WebSocket protocol error");
@@ -475,9 +490,31 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
     }
 }
 
+/// Whether a stream error is actix-web-actors' report of a text frame that is not UTF-8.
+///
+/// It wraps the `Utf8Error` in an `io::Error` of kind `Other` holding only its message, so
+/// the message is all there is to recognise (the unit test below pins the wording).
+fn is_invalid_utf8(err: &std::io::Error) -> bool {
+    err.kind() == std::io::ErrorKind::Other && err.to_string().contains("utf-8")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn invalid_utf8_is_recognised_as_actix_reports_it() {
+        use actix_web::web::Bytes;
+        let (invalid, incomplete): (&[u8], &[u8]) = (b"a\xE0\x80", b"a\xE0");
+        for bytes in [invalid, incomplete] {
+            // What actix-web-actors' WsStream builds from a failed `ByteString::try_from`.
+            let e = ByteString::try_from(Bytes::copy_from_slice(bytes)).unwrap_err();
+            let wrapped = std::io::Error::other(format!("{e}"));
+            assert!(is_invalid_utf8(&wrapped), "{wrapped}");
+        }
+        let other = std::io::Error::other("payload reached EOF");
+        assert!(!is_invalid_utf8(&other));
+    }
 
     fn settings() -> SessionSettings {
         SessionSettings {
