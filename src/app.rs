@@ -14,6 +14,7 @@ use crate::limits::per_ip::{IpRate, SessionCounter};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
 use crate::room::actor::RoomTiming;
+use crate::room::link::QueueLimits;
 
 /// State shared by every worker.
 pub struct AppState {
@@ -81,6 +82,10 @@ impl AppState {
             // that is not being polled at all (its socket stopped draining).
             silence_evict_ms: (c.client_timeout + c.heartbeat_interval).as_secs_f64() * 1000.0,
             idle_ttl_ms: c.room_idle_ttl.as_secs_f64() * 1000.0,
+            queue: QueueLimits {
+                max_lag_ms: c.max_lag.as_secs_f64() * 1000.0,
+                max_bytes: c.outbox_bytes,
+            },
         }
     }
 }

@@ -100,9 +100,15 @@ pub struct Config {
     #[arg(long, env = "WT_MSG_BURST", default_value_t = 40)]
     pub msg_burst: u32,
 
-    /// Frames queued for one session before it counts as unable to keep up and is evicted.
-    #[arg(long, env = "WT_OUTBOX_FRAMES", default_value_t = 128)]
-    pub outbox_frames: usize,
+    /// A member whose oldest undelivered frame has waited this long cannot keep up and is
+    /// evicted (4000). A burst that a reading client takes in does not count.
+    #[arg(long, env = "WT_MAX_LAG", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub max_lag: Duration,
+
+    /// Most bytes queued for one member; a member whose queue grows past this is evicted at
+    /// once (4000).
+    #[arg(long, env = "WT_OUTBOX_BYTES", default_value_t = 1024 * 1024)]
+    pub outbox_bytes: usize,
 
     /// Kernel send buffer per connection in bytes (0: the kernel's autotuning). Small buffers
     /// make a stalled reader show up quickly instead of after megabytes.

@@ -7,13 +7,14 @@
 //! - [`app`]: assembles the HTTP server, tunes sockets, runs graceful shutdown.
 //! - [`http`]: REST routes (rooms, health, metrics), the media library, the embedded app.
 //! - [`ws`]: the WebSocket transport. [`ws::connect`] upgrades a request into a `WsSession`
-//!   actor that decodes frames, answers clock-sync pings, rate-limits, and forwards the rest
-//!   to its room; its outbox writes large messages in paced fragments. The only module that
-//!   uses actix-web-actors.
+//!   actor that decodes frames, answers clock-sync pings, rate-limits, forwards the rest to
+//!   its room, and writes what the room queued for it (large messages in paced fragments).
+//!   The only module that uses actix-web-actors.
 //! - [`registry`]: which rooms exist (id → room actor address).
 //! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
 //!   [`room::presence`], [`room::chat`]) and the `RoomActor` that applies them and delivers
-//!   the results, handing a big room's presence out over the second ([`room::paced`]).
+//!   the results into each member's queue ([`room::link`]), handing a big room's presence out
+//!   over the second ([`room::paced`]).
 //! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
 //! - [`clock`]: server time, monotonic and anchored once to the wall clock.
@@ -21,8 +22,8 @@
 //! - [`ids`]: room and participant ids, host and resume secrets.
 //!
 //! A message's path: client frame → `WsSession` (decode, rate limit) → `RoomActor`
-//! (`RoomState` rules → effects) → encoded once → every member's bounded `WsSession`
-//! mailbox → socket. docs/architecture.md tells the whole story.
+//! (`RoomState` rules → effects) → encoded once → every member's `SessionLink` queue, one
+//! wake per batch → its `WsSession` → socket. docs/architecture.md tells the whole story.
 
 pub mod app;
 pub mod clock;

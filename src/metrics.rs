@@ -1,12 +1,59 @@
 //! Server metrics, exposed at `GET /metrics` in the Prometheus text format.
 //!
 //! One [`Metrics`] per server (not a global registry), so several servers in one test process
-//! keep separate counts. Every metric is an atomic: recording never takes a lock.
+//! keep separate counts. Every metric is an atomic, and labelled counters are looked up once,
+//! at start-up ([`Labelled`]): recording never takes a lock.
 
 use prometheus::{
     Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
     TextEncoder,
 };
+
+use crate::protocol::{CLIENT_TYPES, SERVER_TYPES};
+
+/// Limits whose refusals are counted, by label.
+pub const LIMITS: &[&str] = &[
+    "message_rate",
+    "frame_size",
+    "connect_rate",
+    "sessions_per_ip",
+    "rooms_per_ip",
+];
+/// Reasons a member is removed without a clean close.
+pub const EVICTION_REASONS: &[&str] = &["slow", "silent", "timeout"];
+
+/// A labelled counter family with the handle of every known label resolved once.
+/// `with_label_values` takes a read lock and hashes the labels on each call, and some of these
+/// counters are recorded for every frame.
+pub struct Labelled {
+    /// The family, for a label nobody listed (a slip, caught in debug builds).
+    family: IntCounterVec,
+    /// Known labels and their counters.
+    known: Vec<(&'static str, IntCounter)>,
+}
+
+impl Labelled {
+    fn new(family: &IntCounterVec, labels: &[&'static str]) -> Self {
+        Labelled {
+            known: labels
+                .iter()
+                .map(|l| (*l, family.with_label_values(&[*l])))
+                .collect(),
+            family: family.clone(),
+        }
+    }
+
+    /// Adds `n` to the counter of `label`.
+    pub fn inc_by(&self, label: &str, n: u64) {
+        match self.known.iter().find(|(l, _)| *l == label) {
+            Some((_, counter)) => counter.inc_by(n),
+            None => {
+                debug_assert!(false, "metric label {label:?} was not listed");
+                self.family.with_label_values(&[label]).inc_by(n);
+            }
+        }
+    }
+}
 
 /// Every metric the server records.
 pub struct Metrics {
@@ -17,14 +64,14 @@ pub struct Metrics {
     /// WebSocket sessions open now.
     pub sessions: IntGauge,
     /// Client messages received, by `type` (and `invalid`).
-    pub messages_in: IntCounterVec,
+    messages_in: Labelled,
     /// Frames queued to sessions by the rooms, by message type.
-    pub frames_out: IntCounterVec,
-    /// Members removed without a clean close, by reason: `slow` (queue full), `silent`
+    frames_out: Labelled,
+    /// Members removed without a clean close, by reason: `slow` (queue behind), `silent`
     /// (the room saw no sign of life), `timeout` (the session's heartbeat gave up).
-    pub evictions: IntCounterVec,
+    evictions: Labelled,
     /// Requests refused by a limit, by limit name.
-    pub rejected: IntCounterVec,
+    rejected: Labelled,
     /// `error` messages sent to clients.
     pub errors_sent: IntCounter,
     /// Time from a session receiving a control or chat frame to the room having queued it
@@ -37,29 +84,34 @@ impl Metrics {
     pub fn new() -> Self {
         let registry = Registry::new_custom(Some("watch_together".into()), None)
             .expect("a static prefix is a valid metric namespace");
+        let family = |name: &str, help: &str, label: &str| {
+            IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid metric")
+        };
+        let messages_in = family(
+            "messages_in_total",
+            "Client messages received by type",
+            "type",
+        );
+        let frames_out = family(
+            "frames_out_total",
+            "Frames queued to sessions by type",
+            "type",
+        );
+        let evictions = family(
+            "evictions_total",
+            "Members removed without a clean close",
+            "reason",
+        );
+        let rejected = family("rejected_total", "Requests refused by a limit", "limit");
+        let client_types: Vec<&'static str> =
+            CLIENT_TYPES.iter().copied().chain(["invalid"]).collect();
         let m = Metrics {
             rooms: IntGauge::new("rooms", "Rooms alive").expect("valid metric"),
             sessions: IntGauge::new("sessions", "Open WebSocket sessions").expect("valid metric"),
-            messages_in: IntCounterVec::new(
-                Opts::new("messages_in_total", "Client messages received by type"),
-                &["type"],
-            )
-            .expect("valid metric"),
-            frames_out: IntCounterVec::new(
-                Opts::new("frames_out_total", "Frames queued to sessions by type"),
-                &["type"],
-            )
-            .expect("valid metric"),
-            evictions: IntCounterVec::new(
-                Opts::new("evictions_total", "Members removed without a clean close"),
-                &["reason"],
-            )
-            .expect("valid metric"),
-            rejected: IntCounterVec::new(
-                Opts::new("rejected_total", "Requests refused by a limit"),
-                &["limit"],
-            )
-            .expect("valid metric"),
+            messages_in: Labelled::new(&messages_in, &client_types),
+            frames_out: Labelled::new(&frames_out, SERVER_TYPES),
+            evictions: Labelled::new(&evictions, EVICTION_REASONS),
+            rejected: Labelled::new(&rejected, LIMITS),
             errors_sent: IntCounter::new("errors_sent_total", "Error messages sent to clients")
                 .expect("valid metric"),
             broadcast_seconds: Histogram::with_opts(
@@ -78,10 +130,10 @@ impl Metrics {
         for metric in [
             Box::new(m.rooms.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(m.sessions.clone()),
-            Box::new(m.messages_in.clone()),
-            Box::new(m.frames_out.clone()),
-            Box::new(m.evictions.clone()),
-            Box::new(m.rejected.clone()),
+            Box::new(messages_in),
+            Box::new(frames_out),
+            Box::new(evictions),
+            Box::new(rejected),
             Box::new(m.errors_sent.clone()),
             Box::new(m.broadcast_seconds.clone()),
         ] {
@@ -92,9 +144,24 @@ impl Metrics {
         m
     }
 
-    /// Counts one request or message refused by the limit named `limit`.
+    /// Counts one request or message refused by the limit named `limit` (one of [`LIMITS`]).
     pub fn reject(&self, limit: &str) {
-        self.rejected.with_label_values(&[limit]).inc();
+        self.rejected.inc_by(limit, 1);
+    }
+
+    /// Counts one member removed for `reason` (one of [`EVICTION_REASONS`]).
+    pub fn eviction(&self, reason: &str) {
+        self.evictions.inc_by(reason, 1);
+    }
+
+    /// Counts `n` frames of type `kind` queued to sessions.
+    pub fn frames_out(&self, kind: &str, n: u64) {
+        self.frames_out.inc_by(kind, n);
+    }
+
+    /// Counts one client message of type `kind` (or `invalid`).
+    pub fn message_in(&self, kind: &str) {
+        self.messages_in.inc_by(kind, 1);
     }
 
     /// The metrics in the Prometheus text exposition format.

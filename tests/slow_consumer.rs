@@ -8,7 +8,7 @@ use futures_util::{SinkExt, StreamExt};
 use serde_json::json;
 use tokio_tungstenite::tungstenite::Message;
 
-use crate::util::{unthrottled, Client, TestServer, PATIENCE};
+use crate::util::{unthrottled, Client, Event, TestServer, PATIENCE};
 
 /// Members in the room: the host, the frozen reader, and the rest reading normally.
 const MEMBERS: usize = 50;
@@ -53,6 +53,8 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
         c.max_sessions_per_ip = 0;
         c.connects_per_ip_per_minute = 0;
         unthrottled(c);
+        // Behind for half a second is behind; the kernel gives up on the socket later.
+        c.max_lag = Duration::from_millis(500);
         c.tcp_user_timeout = Duration::from_secs(2);
     })
     .await;
@@ -128,7 +130,7 @@ async fn frozen_reader_is_evicted_without_delaying_the_room() {
     // eviction timeout (20 s), not fractions of a second.
     assert!(pct(0.99) < Duration::from_secs(1), "p99 {:?}", pct(0.99));
     assert!(evicted_after < PATIENCE, "evicted after {evicted_after:?}");
-    // Evicted because its bounded queue overflowed, not because a timeout finally fired.
+    // Evicted because its queue stayed behind, not because a timeout finally fired.
     assert_eq!(
         srv.metric("watch_together_evictions_total{reason=\"slow\"}"),
         1.0
@@ -184,4 +186,113 @@ async fn an_evicted_reader_that_catches_up_is_told_it_was_evicted() {
         }
     };
     assert_eq!(code, 4000);
+}
+
+/// Issue 14, item 2: thirty members each send a burst of chat within their own limits. A
+/// member reading normally takes all of it in and keeps its session: a burst that others
+/// caused is not a reason to evict.
+///
+/// One worker thread makes the burst reach the room whole: the senders' sessions all run
+/// before the room does, which then delivers every message before the reader's session can
+/// take any (the old 128-frame mailbox overflowed here).
+#[actix_rt::test]
+async fn a_burst_from_many_well_behaved_senders_evicts_nobody() {
+    const SENDERS: usize = 30;
+    let srv = TestServer::with(|c| {
+        c.max_sessions_per_ip = 0;
+        c.connects_per_ip_per_minute = 0;
+        c.workers = Some(1);
+    })
+    .await;
+    let burst = srv.config().chat_burst as usize;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut reader, _) = srv.join(&room, json!({"name": "Reader"})).await;
+    let mut senders = Vec::new();
+    for i in 0..SENDERS {
+        senders.push(srv.join(&room, json!({"name": format!("s{i}")})).await.0);
+    }
+    let padding = "x".repeat(100);
+    for (i, sender) in senders.iter_mut().enumerate() {
+        for j in 0..burst {
+            sender
+                .feed(json!({"type": "chat", "text": format!("{i}/{j} {padding}")}))
+                .await;
+        }
+    }
+    for sender in &mut senders {
+        sender.flush().await;
+    }
+    let mut chats = 0;
+    while chats < SENDERS * burst {
+        match reader.next_event().await {
+            Event::Json(v) if v["type"] == "chat" => chats += 1,
+            Event::Json(_) => {}
+            Event::Closed(code) => panic!("the reader was closed ({code:?}) after {chats} chats"),
+        }
+    }
+    assert_eq!(reader.ping(7.0).await["t0"], 7.0, "still a working session");
+    assert_eq!(
+        srv.metric("watch_together_evictions_total{reason=\"slow\"}"),
+        0.0
+    );
+    for sender in &mut senders {
+        sender.drain_ready();
+    }
+}
+
+/// Issue 14, item 2: in an "everyone" room, six members seek as fast as their budget allows.
+/// A member reading normally keeps its session and ends on the room's final clock; a newer
+/// `playback` may replace one it had not taken yet, never the last.
+#[actix_rt::test]
+async fn a_seek_storm_leaves_readers_on_the_final_clock() {
+    const SEEKERS: usize = 6;
+    let srv = TestServer::with(|c| {
+        c.max_sessions_per_ip = 0;
+        c.connects_per_ip_per_minute = 0;
+        c.workers = Some(1);
+    })
+    .await;
+    let per_seeker = srv.config().msg_burst as usize - 1; // the join took one token
+    let (room, _) = srv.create_room(json!({"control": "everyone"})).await;
+    let (mut reader, _) = srv.join(&room, json!({"name": "Reader"})).await;
+    let mut seekers = Vec::new();
+    for i in 0..SEEKERS {
+        seekers.push(srv.join(&room, json!({"name": format!("s{i}")})).await.0);
+    }
+    for n in 0..per_seeker {
+        for seeker in &mut seekers {
+            seeker
+                .feed(json!({"type": "seek", "position": n as f64}))
+                .await;
+        }
+    }
+    for seeker in &mut seekers {
+        seeker.flush().await;
+    }
+    let last_seq = (SEEKERS * per_seeker) as u64;
+    let mut seen_seq = 0;
+    while seen_seq < last_seq {
+        match reader.next_event().await {
+            Event::Json(v) if v["type"] == "playback" => {
+                let seq = v["playback"]["seq"].as_u64().expect("seq");
+                assert!(
+                    seq > seen_seq,
+                    "playback went back from {seen_seq} to {seq}"
+                );
+                seen_seq = seq;
+            }
+            Event::Json(_) => {}
+            Event::Closed(code) => panic!("the reader was closed ({code:?}) at seq {seen_seq}"),
+        }
+    }
+    assert_eq!(reader.ping(7.0).await["t0"], 7.0, "still a working session");
+    let (_, summary) = srv.get(&format!("/api/rooms/{room}")).await;
+    assert_eq!(summary["playback"]["seq"], last_seq);
+    assert_eq!(
+        srv.metric("watch_together_evictions_total{reason=\"slow\"}"),
+        0.0
+    );
+    for seeker in &mut seekers {
+        seeker.drain_ready();
+    }
 }

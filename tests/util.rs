@@ -66,6 +66,11 @@ impl TestServer {
         }
     }
 
+    /// The configuration the server runs with.
+    pub fn config(&self) -> &Config {
+        &self.state.config
+    }
+
     /// `ws://` URL of a room's socket.
     pub fn ws_url(&self, room_id: &str) -> String {
         format!(
@@ -228,6 +233,20 @@ impl Client {
     /// Sends a JSON message.
     pub async fn send(&mut self, msg: Value) {
         self.send_text(&msg.to_string()).await;
+    }
+
+    /// Queues a JSON message without flushing: several go out in one write with the next
+    /// [`Client::flush`], for tests that need a tight burst.
+    pub async fn feed(&mut self, msg: Value) {
+        self.framed
+            .feed(ws::Message::Text(msg.to_string().into()))
+            .await
+            .expect("feed");
+    }
+
+    /// Writes out what [`Client::feed`] queued.
+    pub async fn flush(&mut self) {
+        self.framed.flush().await.expect("flush");
     }
 
     /// Sends a raw text frame.

@@ -249,8 +249,8 @@ impl ClientMessage {
     }
 }
 
-/// Every `type` a client may send, for the `unknown_type` error text.
-const CLIENT_TYPES: &[&str] = &[
+/// Every `type` a client may send, for the `unknown_type` error text and metric labels.
+pub const CLIENT_TYPES: &[&str] = &[
     "join",
     "ping",
     "play",
@@ -485,6 +485,21 @@ pub struct Welcome {
     /// Server time when this was sent.
     pub server_time: ServerMs,
 }
+
+/// Every `type` the server sends, for metric labels.
+pub const SERVER_TYPES: &[&str] = &[
+    "welcome",
+    "pong",
+    "playback",
+    "chat",
+    "joined",
+    "left",
+    "host",
+    "room",
+    "presence",
+    "error",
+    "server_restarting",
+];
 
 impl ServerMessage {
     /// The message's `type`, for metrics.

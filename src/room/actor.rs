@@ -2,11 +2,10 @@
 //!
 //! The actor translates messages and does nothing else: sessions send it commands, it applies
 //! them to the state and delivers the resulting effects. Every message is encoded once and the
-//! same bytes are offered to each recipient with `try_send`, into a bounded mailbox: a member
-//! whose mailbox is full cannot keep up and is evicted, so one stalled reader can neither delay
-//! the room nor make it buffer without bound (docs/architecture.md, "Slow and dead clients").
+//! same bytes are offered to each recipient's [`SessionLink`] queue: a member whose queue
+//! stays behind is evicted, so one stalled reader can neither delay the room nor make it
+//! buffer without bound (docs/architecture.md, "Slow and dead clients").
 
-use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -19,6 +18,7 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ControlMode, ParticipantRef, Playback, ServerMessage};
 use crate::registry::Rooms;
+use crate::room::link::{FrameKind, Offered, QueueLimits, SessionLink};
 use crate::room::paced::PacedFanOut;
 use crate::room::state::{Audience, ConnId, Control, Effect, RoomState};
 
@@ -27,69 +27,6 @@ pub const TICK: Duration = Duration::from_secs(1);
 /// Slices in which a big room hands out its presence, one every `TICK / PRESENCE_STEPS`, so
 /// the last is out before the next tick (see `room::paced`).
 pub const PRESENCE_STEPS: u32 = 20;
-
-/// What a room sends to a session.
-#[derive(Message, Clone, Debug)]
-#[rtype(result = "()")]
-pub enum ToSession {
-    /// An encoded server message to write as a text frame.
-    Frame(ByteString),
-    /// Close the connection with this code and reason.
-    Close(CloseCode, &'static str),
-}
-
-/// Activity of a session, shared lock-free with its room.
-///
-/// The room reads it every tick: a session whose socket stopped draining is not polled by
-/// actix at all, so it cannot notice its own silence; the room can.
-#[derive(Debug, Default)]
-pub struct Liveness {
-    /// Server time (ms, as integer) when the client was last heard from.
-    last_heard_ms: AtomicU64,
-    /// Set by the room when it no longer counts this connection as a member (evicted or
-    /// replaced). The close it offers may be dropped by a full mailbox; the session checks
-    /// this flag itself and closes, so a client that catches up later is not left hanging.
-    revoked: AtomicU8,
-}
-
-impl Liveness {
-    /// Records that the client was heard from now.
-    pub fn heard(&self, now: ServerMs) {
-        self.last_heard_ms.store(now as u64, Ordering::Relaxed);
-    }
-
-    /// Milliseconds since the client was last heard from.
-    pub fn silent_for(&self, now: ServerMs) -> f64 {
-        now - self.last_heard_ms.load(Ordering::Relaxed) as f64
-    }
-
-    /// Marks the connection as no longer a member, with the close code it should get.
-    pub fn revoke(&self, code: CloseCode) {
-        let tag = match code {
-            CloseCode::Replaced => 2,
-            _ => 1,
-        };
-        self.revoked.store(tag, Ordering::Release);
-    }
-
-    /// The close code owed to a connection the room has let go of, if it has.
-    pub fn revoked(&self) -> Option<CloseCode> {
-        match self.revoked.load(Ordering::Acquire) {
-            0 => None,
-            2 => Some(CloseCode::Replaced),
-            _ => Some(CloseCode::Evicted),
-        }
-    }
-}
-
-/// How a room reaches one connected session.
-#[derive(Clone, Debug)]
-pub struct SessionLink {
-    /// The session's bounded mailbox.
-    pub recipient: Recipient<ToSession>,
-    /// When the client was last heard from.
-    pub liveness: Arc<Liveness>,
-}
 
 /// Join request from a session; answered with the participant id (the `welcome` itself is
 /// delivered through the link, so it is ordered before every later broadcast).
@@ -163,8 +100,6 @@ pub enum SessionEnd {
     Closed,
     /// The heartbeat gave up on the client: removed at once.
     TimedOut,
-    /// The client did not read fast enough for the session's own queue: removed at once.
-    FellBehind,
 }
 
 /// The room as shown by `GET /api/rooms/{id}`.
@@ -201,6 +136,8 @@ pub struct RoomTiming {
     pub silence_evict_ms: f64,
     /// An empty room is removed after this long.
     pub idle_ttl_ms: f64,
+    /// When a member's queue counts as behind.
+    pub queue: QueueLimits,
 }
 
 /// One room.
@@ -248,19 +185,19 @@ impl RoomActor {
         if effects.iter().any(|e| speaks_of_members(&e.message)) {
             self.finish_paced();
         }
+        let now = clock::now_ms();
+        let limits = self.timing.queue;
         while !effects.is_empty() {
             let mut stalled: Vec<(ParticipantId, ConnId)> = Vec::new();
             for effect in effects.drain(..) {
-                let frames_out = self
-                    .metrics
-                    .frames_out
-                    .with_label_values(&[effect.message.kind()]);
-                let frame = ToSession::Frame(effect.message.encode());
+                let message_kind = effect.message.kind();
+                let kind = frame_kind(&effect.message);
+                let frame = effect.message.encode();
                 match &effect.to {
                     Audience::One(id) => {
                         if let Some((conn, link)) = self.state.link(id) {
-                            frames_out.inc();
-                            if !offer(link, frame) {
+                            self.metrics.frames_out(message_kind, 1);
+                            if link.offer(&frame, kind, now, &limits) == Offered::Behind {
                                 stalled.push((id.clone(), conn));
                             }
                         }
@@ -276,11 +213,11 @@ impl RoomActor {
                                 continue;
                             }
                             sent += 1;
-                            if !offer(link, frame.clone()) {
+                            if link.offer(&frame, kind, now, &limits) == Offered::Behind {
                                 stalled.push((id.clone(), conn));
                             }
                         }
-                        frames_out.inc_by(sent);
+                        self.metrics.frames_out(message_kind, sent);
                     }
                 }
             }
@@ -349,13 +286,16 @@ impl RoomActor {
     /// Offers `frame` to members still on the connection it was meant for; evicts those
     /// that cannot keep up.
     fn hand_out(&mut self, frame: &ByteString, to: &[(ParticipantId, ConnId)]) {
+        let now = clock::now_ms();
         let mut stalled = Vec::new();
         let mut sent = 0u64;
         for (id, conn) in to {
             match self.state.link(id) {
                 Some((now_on, link)) if now_on == *conn => {
                     sent += 1;
-                    if !offer(link, ToSession::Frame(frame.clone())) {
+                    if link.offer(frame, FrameKind::Other, now, &self.timing.queue)
+                        == Offered::Behind
+                    {
                         stalled.push((id, *conn));
                     }
                 }
@@ -363,10 +303,7 @@ impl RoomActor {
                 _ => {}
             }
         }
-        self.metrics
-            .frames_out
-            .with_label_values(&["presence"])
-            .inc_by(sent);
+        self.metrics.frames_out("presence", sent);
         let effects: Vec<Effect> = stalled
             .into_iter()
             .flat_map(|(id, conn)| self.evict(id, conn, Eviction::Slow))
@@ -374,18 +311,16 @@ impl RoomActor {
         self.deliver(effects);
     }
 
-    /// Removes a member at once, counts it, and offers its session a close (best effort: a
-    /// full mailbox drops it, and the kernel's TCP_USER_TIMEOUT reclaims the socket instead).
+    /// Removes a member at once, counts it, and ends its queue with a close in place of
+    /// the backlog. The session writes the close when it next runs; a client that never
+    /// reads again never gets it, and the kernel's TCP_USER_TIMEOUT reclaims the socket.
     fn evict(&mut self, id: &ParticipantId, conn: ConnId, why: Eviction) -> Vec<Effect> {
         let (link, effects) = self.state.evict(id, conn);
         if let Some(link) = link {
-            link.liveness.revoke(CloseCode::Evicted);
             let reason = why.reason();
             tracing::info!(room = %self.state.info().id, participant = %id, reason, "evicted");
-            self.metrics.evictions.with_label_values(&[reason]).inc();
-            let _ = link
-                .recipient
-                .try_send(ToSession::Close(CloseCode::Evicted, why.close_text()));
+            self.metrics.eviction(reason);
+            link.close(CloseCode::Evicted, why.close_text(), false, clock::now_ms());
         }
         effects
     }
@@ -408,15 +343,18 @@ impl RoomActor {
 
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = clock::now_ms();
-        let silent: Vec<(ParticipantId, ConnId)> = self
-            .state
-            .links()
-            .filter(|(_, _, link)| link.liveness.silent_for(now) > self.timing.silence_evict_ms)
-            .map(|(id, conn, _)| (id.clone(), conn))
-            .collect();
+        let mut overdue: Vec<(ParticipantId, ConnId, Eviction)> = Vec::new();
+        for (id, conn, link) in self.state.links() {
+            if link.silent_for(now) > self.timing.silence_evict_ms {
+                overdue.push((id.clone(), conn, Eviction::Silent));
+            } else if link.is_behind(now, &self.timing.queue) {
+                // Behind with nothing new offered since: a quiet room notices it here.
+                overdue.push((id.clone(), conn, Eviction::Slow));
+            }
+        }
         let mut effects = Vec::new();
-        for (id, conn) in silent {
-            effects.extend(self.evict(&id, conn, Eviction::Silent));
+        for (id, conn, why) in overdue {
+            effects.extend(self.evict(&id, conn, why));
         }
         effects.extend(self.state.tick(now));
         // A big room's presence is paced over the second; everything else goes now.
@@ -446,7 +384,7 @@ impl RoomActor {
 /// Why a member was removed without a clean close.
 #[derive(Clone, Copy, Debug)]
 enum Eviction {
-    /// Its mailbox was full: it cannot keep up.
+    /// Its queue stayed behind: it cannot keep up.
     Slow,
     /// The room heard nothing from it for too long (its session may not even be polled).
     Silent,
@@ -486,10 +424,12 @@ fn speaks_of_members(message: &ServerMessage) -> bool {
     )
 }
 
-/// Offers a frame to a member's bounded mailbox; false when it is full (cannot keep up).
-/// A closed mailbox is not a stall: that session is ending and will report it.
-fn offer(link: &SessionLink, frame: ToSession) -> bool {
-    !matches!(link.recipient.try_send(frame), Err(SendError::Full(_)))
+/// How a member's queue treats a message: a newer `playback` replaces one still queued.
+fn frame_kind(message: &ServerMessage) -> FrameKind {
+    match message {
+        ServerMessage::Playback { .. } => FrameKind::Playback,
+        _ => FrameKind::Other,
+    }
 }
 
 impl Actor for RoomActor {
@@ -517,7 +457,6 @@ impl Handler<Join> for RoomActor {
 
     fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now_ms();
-        msg.link.liveness.heard(now);
         let joined = self.state.join(
             msg.conn,
             msg.link,
@@ -527,11 +466,12 @@ impl Handler<Join> for RoomActor {
             now,
         )?;
         if let Some(old) = joined.replaced {
-            old.liveness.revoke(CloseCode::Replaced);
-            let _ = old.recipient.try_send(ToSession::Close(
+            old.close(
                 CloseCode::Replaced,
                 "resumed on another connection",
-            ));
+                false,
+                now,
+            );
         }
         // unwrap: the participant was admitted just above
         let welcome = self.state.welcome(&joined.id, now).unwrap();
@@ -597,7 +537,6 @@ impl Handler<Disconnect> for RoomActor {
                 return;
             }
             SessionEnd::TimedOut => Eviction::Timeout,
-            SessionEnd::FellBehind => Eviction::Slow,
         };
         let effects = self.evict(&msg.id, msg.conn, why);
         self.deliver(effects);
@@ -624,12 +563,12 @@ impl Handler<Shutdown> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        let now = clock::now_ms();
         let frame = ServerMessage::ServerRestarting {}.encode();
         for (_, _, link) in self.state.links() {
-            // do_send, not try_send: the restart notice must not be dropped for a busy member.
-            link.recipient.do_send(ToSession::Frame(frame.clone()));
-            link.recipient
-                .do_send(ToSession::Close(CloseCode::Restart, "server restarting"));
+            // Whatever the limits: the restart notice must reach a busy member too.
+            link.force(frame.clone(), now);
+            link.close(CloseCode::Restart, "server restarting", true, now);
         }
         ctx.stop();
     }

@@ -3,6 +3,7 @@
 
 pub mod actor;
 pub mod chat;
+pub mod link;
 pub mod paced;
 pub mod playback;
 pub mod presence;

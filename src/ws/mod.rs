@@ -1,9 +1,10 @@
 //! The WebSocket transport: the upgrade handler and the per-connection session actor.
 //!
 //! This is the only module that knows about actix-web-actors; rooms see sessions only as a
-//! `Recipient<ToSession>`, so the transport could be replaced without touching room logic.
+//! `SessionLink` (a queue and a `Recipient<Wake>`), so the transport could be replaced
+//! without touching room logic.
 
-mod outbox;
+mod fragments;
 mod session;
 
 use std::sync::Arc;

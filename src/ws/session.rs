@@ -21,17 +21,15 @@ use crate::limits::per_ip::SessionSlot;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
 use crate::protocol::{decode, ClientMessage, CloseCode, ErrorCode, ServerMessage};
-use crate::room::actor::{
-    Disconnect, FromMember, Join, Liveness, MemberRequest, RoomActor, SessionEnd, SessionLink,
-    ToSession,
-};
+use crate::room::actor::{Disconnect, FromMember, Join, MemberRequest, RoomActor, SessionEnd};
+use crate::room::link::{Outgoing, SessionLink, Shared, Wake};
 use crate::room::state::{ConnId, Control};
-use crate::ws::outbox::{Outbox, Piece};
+use crate::ws::fragments::{Fragments, Piece, FRAGMENT_BYTES};
 
 /// Rate-limited messages within one window after which the connection is closed (1008).
 const ABUSE_WINDOW: Duration = Duration::from_secs(10);
 /// Pause between the fragments of a large message, so each is written out before the next
-/// is encoded (see `ws::outbox`): 4 KiB per millisecond, far above what a viewer needs.
+/// is encoded (see `ws::fragments`): 4 KiB per millisecond, far above what a viewer needs.
 const FRAGMENT_PACE: Duration = Duration::from_millis(1);
 
 /// Session timing and limits, from the configuration.
@@ -43,8 +41,6 @@ pub struct SessionSettings {
     pub client_timeout: Duration,
     /// Time allowed before `join`.
     pub join_timeout: Duration,
-    /// Bounded mailbox size: frames queued before the room deems this session stalled.
-    pub outbox_frames: usize,
     /// Sustained messages per second.
     pub msg_rate: f64,
     /// Burst of messages.
@@ -58,7 +54,6 @@ impl SessionSettings {
             heartbeat_interval: c.heartbeat_interval,
             client_timeout: c.client_timeout,
             join_timeout: c.join_timeout,
-            outbox_frames: c.outbox_frames,
             msg_rate: c.msg_rate,
             msg_burst: c.msg_burst,
         }
@@ -110,8 +105,9 @@ pub struct WsSession {
     room_id: RoomId,
     /// Whether (and as whom) the client has joined.
     membership: Membership,
-    /// Last sign of life, shared with the room (which watches it when this actor is stuck).
-    liveness: Arc<Liveness>,
+    /// The queue the room fills and the last sign of life, shared with the room (which
+    /// watches the latter when this actor is stuck).
+    shared: Arc<Shared>,
     /// Last sign of life, for the session's own heartbeat.
     last_heard: Instant,
     /// Per-session message budget.
@@ -122,10 +118,15 @@ pub struct WsSession {
     settings: SessionSettings,
     /// Server metrics.
     metrics: Arc<Metrics>,
-    /// How the session is ending, for the room (`Closed` unless it timed out or fell behind).
+    /// How the session is ending, for the room (`Closed` unless it timed out).
     ended: SessionEnd,
-    /// Frames to write, large ones in paced fragments.
-    outbox: Outbox,
+    /// The large message being written in paced fragments, if any.
+    fragments: Fragments,
+    /// The session's own frames (pongs, errors) that came while a fragmented message was
+    /// being written, which nothing may interleave.
+    held: Vec<ByteString>,
+    /// Reused buffer for what is taken from the queue.
+    batch: Vec<Outgoing>,
     /// Whether the next fragment step is already scheduled.
     pacing: bool,
     /// This connection's place in the per-IP session count, released when the session drops.
@@ -143,17 +144,19 @@ impl WsSession {
     ) -> Self {
         static NEXT_CONN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
         let now = clock::now_ms();
-        let liveness = Arc::new(Liveness::default());
-        liveness.heard(now);
+        let shared = Arc::new(Shared::default());
+        shared.heard(now);
         WsSession {
             conn: NEXT_CONN.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
             room,
             room_id,
             membership: Membership::Anonymous,
-            liveness,
+            shared,
             last_heard: Instant::now(),
             bucket: TokenBucket::new(settings.msg_burst, settings.msg_rate, now),
-            outbox: Outbox::new(settings.outbox_frames),
+            fragments: Fragments::default(),
+            held: Vec::new(),
+            batch: Vec::new(),
             abuse: (Instant::now(), 0),
             settings,
             metrics,
@@ -165,52 +168,69 @@ impl WsSession {
 
     fn heard(&mut self, now: f64) {
         self.last_heard = Instant::now();
-        self.liveness.heard(now);
+        self.shared.heard(now);
     }
 
     fn send(&mut self, ctx: &mut ws::WebsocketContext<Self>, msg: &ServerMessage) {
         self.write(ctx, msg.encode());
     }
 
-    /// Queues a text frame and writes what may go out now. Every text frame takes this path:
-    /// none may start while a fragmented one is unfinished.
+    /// Writes one of the session's own frames, or holds it while a fragmented message is
+    /// unfinished.
     fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
-        if self.outbox.passes_straight(frame.len()) {
+        if self.fragments.mid_message() {
+            self.held.push(frame);
+        } else {
             ctx.text(frame);
-            return;
         }
-        if self.outbox.push(frame).is_err() {
-            tracing::info!(room = %self.room_id, conn = self.conn, "outbox full: client not reading");
-            self.ended = SessionEnd::FellBehind;
-            Self::close(
-                ctx,
-                CloseCode::Evicted,
-                "evicted: the connection could not keep up",
-            );
-            return;
-        }
-        self.flush(ctx);
     }
 
-    /// Writes the outbox's next step and, mid-message, schedules the one after.
-    fn flush(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
+    /// Writes what may go out now: the next fragment of a large message, or else the held
+    /// frames and everything the room queued, up to and including the first fragment of the
+    /// next large message. What the room queues meanwhile comes with a new wake.
+    fn pump(&mut self, ctx: &mut ws::WebsocketContext<Self>) {
         if self.pacing {
             return;
         }
-        self.outbox.step(|piece| {
-            ctx.write_raw(match piece {
-                Piece::Whole(text) => ws::Message::Text(text),
-                Piece::First(bytes) => ws::Message::Continuation(Item::FirstText(bytes)),
-                Piece::Middle(bytes) => ws::Message::Continuation(Item::Continue(bytes)),
-                Piece::Last(bytes) => ws::Message::Continuation(Item::Last(bytes)),
-            })
-        });
-        if self.outbox.mid_message() {
-            self.pacing = true;
-            ctx.run_later(FRAGMENT_PACE, |session, ctx| {
-                session.pacing = false;
-                session.flush(ctx);
-            });
+        loop {
+            if let Some(piece) = self.fragments.next_piece() {
+                ctx.write_raw(match piece {
+                    Piece::First(bytes) => ws::Message::Continuation(Item::FirstText(bytes)),
+                    Piece::Middle(bytes) => ws::Message::Continuation(Item::Continue(bytes)),
+                    Piece::Last(bytes) => ws::Message::Continuation(Item::Last(bytes)),
+                });
+                if self.fragments.mid_message() {
+                    self.pacing = true;
+                    ctx.run_later(FRAGMENT_PACE, |session, ctx| {
+                        session.pacing = false;
+                        session.pump(ctx);
+                    });
+                    return;
+                }
+                // Finished: what waited behind it may go now.
+                continue;
+            }
+            for frame in self.held.drain(..) {
+                ctx.text(frame);
+            }
+            let mut batch = std::mem::take(&mut self.batch);
+            self.shared.take(FRAGMENT_BYTES, &mut batch);
+            for item in batch.drain(..) {
+                match item {
+                    Outgoing::Frame(frame) if frame.len() <= FRAGMENT_BYTES => ctx.text(frame),
+                    Outgoing::Frame(frame) => self.fragments.start(frame),
+                    Outgoing::Close(code, reason) => {
+                        // The room has already let go of this participant.
+                        self.membership = Membership::Anonymous;
+                        Self::close(ctx, code, reason);
+                        return;
+                    }
+                }
+            }
+            self.batch = batch;
+            if !self.fragments.mid_message() {
+                return;
+            }
         }
     }
 
@@ -276,18 +296,12 @@ impl WsSession {
         let msg = match decode(text) {
             Ok(msg) => msg,
             Err(err) => {
-                self.metrics
-                    .messages_in
-                    .with_label_values(&["invalid"])
-                    .inc();
+                self.metrics.message_in("invalid");
                 self.send_error(ctx, err.code(), err.to_string());
                 return;
             }
         };
-        self.metrics
-            .messages_in
-            .with_label_values(&[msg.kind()])
-            .inc();
+        self.metrics.message_in(msg.kind());
         let request = match msg {
             ClientMessage::Ping { t0 } => {
                 let pong = ServerMessage::Pong {
@@ -357,10 +371,7 @@ impl WsSession {
         self.membership = Membership::Joining;
         let join = Join {
             conn: self.conn,
-            link: SessionLink {
-                recipient: ctx.address().recipient(),
-                liveness: Arc::clone(&self.liveness),
-            },
+            link: SessionLink::new(Arc::clone(&self.shared), ctx.address().recipient()),
             name,
             host_token,
             resume_token,
@@ -397,15 +408,10 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.sessions.inc();
-        ctx.set_mailbox_capacity(self.settings.outbox_frames);
+        // Rooms queue frames in `shared`; the mailbox carries only wakes, at most one in
+        // flight, and join answers.
+        ctx.set_mailbox_capacity(16);
         ctx.run_interval(self.settings.heartbeat_interval, |session, ctx| {
-            if let Some(code) = session.liveness.revoked() {
-                // The room let go of this connection while it could not even receive the
-                // close; now that it runs again, finish the job.
-                session.membership = Membership::Anonymous;
-                Self::close(ctx, code, "no longer a member of the room");
-                return;
-            }
             match Beat::after(session.last_heard.elapsed(), &session.settings) {
                 Beat::Quiet => {}
                 Beat::Ping => ctx.ping(b""),
@@ -435,18 +441,11 @@ impl Actor for WsSession {
     }
 }
 
-impl Handler<ToSession> for WsSession {
+impl Handler<Wake> for WsSession {
     type Result = ();
 
-    fn handle(&mut self, msg: ToSession, ctx: &mut Self::Context) {
-        match msg {
-            ToSession::Frame(frame) => self.write(ctx, frame),
-            ToSession::Close(code, reason) => {
-                // The room has already let go of this participant.
-                self.membership = Membership::Anonymous;
-                Self::close(ctx, code, reason);
-            }
-        }
+    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+        self.pump(ctx);
     }
 }
 
@@ -521,7 +520,6 @@ mod tests {
             heartbeat_interval: Duration::from_secs(5),
             client_timeout: Duration::from_secs(15),
             join_timeout: Duration::from_secs(10),
-            outbox_frames: 256,
             msg_rate: 20.0,
             msg_burst: 40,
         }
