@@ -6,10 +6,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{web, App, HttpServer};
+use actix_web::{middleware, web, App, HttpServer};
 
+use crate::access::Access;
 use crate::config::Config;
 use crate::http;
+use crate::http::guard::ConnectionSlot;
 use crate::limits::per_ip::{IpRate, SessionCounter};
 use crate::metrics::Metrics;
 use crate::registry::Rooms;
@@ -20,12 +22,16 @@ use crate::room::link::QueueLimits;
 pub struct AppState {
     /// Flags and limits.
     pub config: Config,
+    /// Host and origin rules.
+    pub access: Access,
     /// All rooms.
     pub rooms: Arc<Rooms>,
     /// Counters and histograms.
     pub metrics: Arc<Metrics>,
     /// Open sessions per client IP.
     pub sessions_per_ip: SessionCounter,
+    /// Open HTTP connections per client IP (not counted behind a trusted proxy).
+    pub connections_per_ip: SessionCounter,
     /// WebSocket connection rate per client IP.
     pub connect_rate: IpRate,
     /// Room creation rate per client IP.
@@ -41,9 +47,11 @@ impl AppState {
     pub fn new(config: Config) -> Self {
         let media = http::media::MediaLibrary::from_config(&config);
         AppState {
-            rooms: Arc::new(Rooms::new(config.max_rooms)),
+            rooms: Arc::new(Rooms::new(config.max_rooms, config.max_rooms_per_ip)),
             metrics: Arc::new(Metrics::new()),
+            access: Access::from_config(&config),
             sessions_per_ip: SessionCounter::new(config.max_sessions_per_ip),
+            connections_per_ip: SessionCounter::new(config.max_connections_per_ip),
             connect_rate: IpRate::new(config.connects_per_ip_per_minute),
             room_rate: IpRate::new(config.rooms_per_ip_per_minute),
             media,
@@ -82,6 +90,7 @@ impl AppState {
             // that is not being polled at all (its socket stopped draining).
             silence_evict_ms: (c.client_timeout + c.heartbeat_interval).as_secs_f64() * 1000.0,
             idle_ttl_ms: c.room_idle_ttl.as_secs_f64() * 1000.0,
+            unjoined_ttl_ms: c.unjoined_room_ttl.as_secs_f64() * 1000.0,
             queue: QueueLimits {
                 max_lag_ms: c.max_lag.as_secs_f64() * 1000.0,
                 max_bytes: c.outbox_bytes,
@@ -154,17 +163,27 @@ pub fn start(config: Config) -> std::io::Result<RunningServer> {
     let user_timeout = config.tcp_user_timeout;
     let state = web::Data::new(AppState::new(config));
     let app_state = state.clone();
-    let server =
-        HttpServer::new(move || App::new().configure(|cfg| http::routes(cfg, app_state.clone())))
-            .workers(workers)
-            // Signals are handled by `main`, which must tell clients before the server stops.
-            .disable_signals()
-            .shutdown_timeout(shutdown_timeout.as_secs().max(1))
-            // Thousands of idle viewers per worker are normal here.
-            .max_connections(25_000)
-            .backlog(4096)
-            .on_connect(move |conn, _ext| tune_socket(conn, send_buffer, user_timeout))
-            .bind(bind)?;
+    let connections = (!app_state.config.trust_proxy).then(|| app_state.connections_per_ip.clone());
+    let server = HttpServer::new(move || {
+        App::new()
+            .wrap(middleware::from_fn(http::guard::admit))
+            .wrap(http::guard::security_headers())
+            .configure(|cfg| http::routes(cfg, app_state.clone()))
+    })
+    .workers(workers)
+    // Signals are handled by `main`, which must tell clients before the server stops.
+    .disable_signals()
+    .shutdown_timeout(shutdown_timeout.as_secs().max(1))
+    // Thousands of idle viewers per worker are normal here.
+    .max_connections(25_000)
+    .backlog(4096)
+    .on_connect(move |conn, ext| {
+        tune_socket(conn, send_buffer, user_timeout);
+        if let Some(slot) = connections.as_ref().and_then(|c| count_connection(conn, c)) {
+            ext.insert(slot);
+        }
+    })
+    .bind(bind)?;
     let addr = *server
         .addrs()
         .first()
@@ -176,6 +195,15 @@ pub fn start(config: Config) -> std::io::Result<RunningServer> {
         handle: server.handle(),
         server,
     })
+}
+
+/// A TCP connection's place in its client's count (holding `None` past the cap: its
+/// requests are then refused by `http::guard::admit`). Given back when actix drops the
+/// connection.
+fn count_connection(conn: &dyn std::any::Any, counter: &SessionCounter) -> Option<ConnectionSlot> {
+    let stream = conn.downcast_ref::<actix_web::rt::net::TcpStream>()?;
+    let peer = stream.peer_addr().ok()?;
+    Some(ConnectionSlot(counter.acquire(peer.ip())))
 }
 
 /// Socket options that bound how long a client that stopped reading can hold resources.

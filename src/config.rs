@@ -52,9 +52,18 @@ pub struct Config {
     #[arg(long, env = "WT_ROOM_IDLE_TTL", value_parser = humantime::parse_duration, default_value = "10m")]
     pub room_idle_ttl: Duration,
 
+    /// A room nobody has joined yet is removed after this long.
+    #[arg(long, env = "WT_UNJOINED_ROOM_TTL", value_parser = humantime::parse_duration, default_value = "60s")]
+    pub unjoined_room_ttl: Duration,
+
     /// Chat messages kept per room and replayed to newcomers.
     #[arg(long, env = "WT_CHAT_HISTORY", default_value_t = 100)]
     pub chat_history: usize,
+
+    /// Most bytes of chat text kept per room (the oldest messages go first beyond it), so
+    /// the history every newcomer's `welcome` carries stays small.
+    #[arg(long, env = "WT_CHAT_HISTORY_BYTES", default_value_t = 64 * 1024)]
+    pub chat_history_bytes: usize,
 
     /// Chat messages a participant may send in a burst.
     #[arg(long, env = "WT_CHAT_BURST", default_value_t = 5)]
@@ -132,15 +141,42 @@ pub struct Config {
     #[arg(long, env = "WT_ROOMS_PER_IP_PER_MINUTE", default_value_t = 10)]
     pub rooms_per_ip_per_minute: u32,
 
+    /// Rooms created by one client IP that may exist at once (0: unlimited).
+    #[arg(long, env = "WT_MAX_ROOMS_PER_IP", default_value_t = 20)]
+    pub max_rooms_per_ip: usize,
+
+    /// Open HTTP connections (WebSockets included) per client IP; requests on connections
+    /// beyond it get 429 and the connection is closed (0: unlimited; not applied with
+    /// --trust-proxy, where every connection comes from the proxy).
+    #[arg(long, env = "WT_MAX_CONNECTIONS_PER_IP", default_value_t = 100)]
+    pub max_connections_per_ip: usize,
+
+    /// A request body must arrive within this time (408 otherwise).
+    #[arg(long, env = "WT_BODY_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
+    pub body_timeout: Duration,
+
     /// Take the client IP from the last X-Forwarded-For entry (only behind a reverse proxy
     /// you run; otherwise clients could pick their own IP).
     #[arg(long, env = "WT_TRUST_PROXY")]
     pub trust_proxy: bool,
 
-    /// Origins allowed to open WebSockets, comma-separated, e.g. `https://watch.example`
-    /// (default: only the server's own origin; `*` allows any).
+    /// Origins allowed to open WebSockets and create rooms, comma-separated, e.g.
+    /// `https://watch.example` (default: only the server's own origin; `*` allows any).
     #[arg(long, env = "WT_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Vec<String>,
+
+    /// Host names this server answers to, comma-separated, e.g. `watch.example` (IP
+    /// addresses, `localhost` and the hosts of --allowed-origins always work; `*` allows
+    /// any). Other names get 403: a page that points its own name at this server (DNS
+    /// rebinding) cannot use a visitor's browser against it.
+    #[arg(long, env = "WT_ALLOWED_HOSTS", value_delimiter = ',')]
+    pub allowed_hosts: Vec<String>,
+
+    /// Refuse `url` videos whose host is a loopback, private or link-local address or a
+    /// local-only name (`localhost`, `*.local`): every viewer's browser fetches the video,
+    /// and such a URL makes it probe its own network.
+    #[arg(long, env = "WT_REFUSE_PRIVATE_URLS")]
+    pub refuse_private_urls: bool,
 
     /// On shutdown, how long to wait for connections to close after telling clients.
     #[arg(long, env = "WT_SHUTDOWN_TIMEOUT", value_parser = humantime::parse_duration, default_value = "5s")]
@@ -157,6 +193,8 @@ impl Config {
     pub fn room_settings(&self) -> RoomSettings {
         RoomSettings {
             chat_history: self.chat_history,
+            chat_history_bytes: self.chat_history_bytes,
+            refuse_private_urls: self.refuse_private_urls,
             max_members: self.max_members,
             grace_ms: self.host_grace.as_secs_f64() * 1000.0,
             presence_threshold: self.presence_threshold,

@@ -30,6 +30,9 @@ pub enum RoomError {
     /// The sender is no longer a member (evicted, or its membership expired).
     #[error("you are not a member of this room; join again")]
     NotMember,
+    /// The video is well-formed but this server's policy refuses it.
+    #[error("{0}")]
+    VideoRefused(String),
 }
 
 impl RoomError {
@@ -43,6 +46,7 @@ impl RoomError {
             RoomError::ChatRateLimited => ErrorCode::ChatRateLimited,
             RoomError::NoSuchParticipant(_) => ErrorCode::NotFound,
             RoomError::NotMember => ErrorCode::NotJoined,
+            RoomError::VideoRefused(_) => ErrorCode::BadMessage,
         }
     }
 }
@@ -68,6 +72,17 @@ pub enum ApiError {
     /// The request's origin is not allowed.
     #[error("origin {0:?} is not allowed")]
     OriginNotAllowed(String),
+    /// The request names a host this server does not answer to.
+    #[error(
+        "this server does not answer to host {0:?}; its operator can allow it with --allowed-hosts"
+    )]
+    HostNotAllowed(String),
+    /// The request body is not of a type the endpoint takes.
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    /// The request body did not arrive in time.
+    #[error("the request body did not arrive within {0} s")]
+    BodyTimeout(u64),
     /// No such file or route.
     #[error("{0}")]
     NotFound(String),
@@ -95,6 +110,9 @@ impl ApiError {
             ApiError::RoomLimit(_) => "room_limit",
             ApiError::RateLimited(_) => "rate_limited",
             ApiError::OriginNotAllowed(_) => "origin_not_allowed",
+            ApiError::HostNotAllowed(_) => "host_not_allowed",
+            ApiError::UnsupportedMediaType(_) => "unsupported_media_type",
+            ApiError::BodyTimeout(_) => "request_timeout",
             ApiError::NotFound(_) => "not_found",
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
@@ -111,7 +129,9 @@ impl ResponseError for ApiError {
             ApiError::BadRoomId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::RoomLimit(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
-            ApiError::OriginNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::OriginNotAllowed(_) | ApiError::HostNotAllowed(_) => StatusCode::FORBIDDEN,
+            ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BodyTimeout(_) => StatusCode::REQUEST_TIMEOUT,
             ApiError::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             ApiError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,

@@ -5,6 +5,7 @@
 //!
 //! - [`config`]: command-line flags and environment variables; every limit lives here.
 //! - [`app`]: assembles the HTTP server, tunes sockets, runs graceful shutdown.
+//! - [`access`]: who is asking (client IP) and whether to serve them (host and origin).
 //! - [`http`]: REST routes (rooms, health, metrics), the media library, the embedded app.
 //! - [`ws`]: the WebSocket transport. [`ws::connect`] upgrades a request into a `WsSession`
 //!   actor that decodes frames, answers clock-sync pings, rate-limits, forwards the rest to
@@ -25,6 +26,7 @@
 //! (`RoomState` rules → effects) → encoded once → every member's `SessionLink` queue, one
 //! wake per batch → its `WsSession` → socket. docs/architecture.md tells the whole story.
 
+pub mod access;
 pub mod app;
 pub mod clock;
 pub mod config;

@@ -17,6 +17,7 @@ pub const LIMITS: &[&str] = &[
     "frame_size",
     "connect_rate",
     "sessions_per_ip",
+    "connections_per_ip",
     "rooms_per_ip",
 ];
 /// Reasons a member is removed without a clean close.

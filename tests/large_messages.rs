@@ -6,12 +6,16 @@ use crate::util::{unthrottled, TestServer};
 
 #[actix_rt::test]
 async fn a_large_welcome_arrives_whole_and_later_frames_follow_it_in_order() {
-    let srv = TestServer::with(unthrottled).await;
+    let srv = TestServer::with(|c| {
+        unthrottled(c);
+        c.chat_history_bytes = 1 << 20;
+    })
+    .await;
     let (room, token) = srv.create_room(json!({})).await;
     let (mut ann, _) = srv
         .join(&room, json!({"name": "Ann", "host_token": token}))
         .await;
-    // 60 chats of 480 characters, with multi-byte ones, make the next welcome about 30 KiB:
+    // 60 chats of 480 characters, with multi-byte ones, make the next welcome about 70 KiB:
     // several fragments, some of which would end inside a character if cut blindly.
     let texts: Vec<String> = (0..60)
         .map(|i| format!("{i:03} {}", "é€😀x".repeat(119)))

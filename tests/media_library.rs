@@ -76,3 +76,54 @@ async fn the_app_is_served_from_the_binary() {
     assert_eq!(status, 200, "the room page explains unknown rooms itself");
     assert_eq!(srv.get_raw("/no-such-file.js", &[]).await.0, 404);
 }
+
+/// Issue 14, items 8 and 12: a file name with a space or non-ASCII characters is listed
+/// with a percent-encoded URL that plays and that the video rules accept; HEAD works; a
+/// URL whose escapes are not UTF-8 is not served.
+#[actix_rt::test]
+async fn odd_file_names_get_urls_that_play() {
+    let dir = std::env::temp_dir().join(format!("wt-media-odd-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("my clip #1.mp4"), b"0123456789").unwrap();
+    std::fs::write(dir.join("été.webm"), b"abc").unwrap();
+    let srv = TestServer::with(|c| c.media_dir = Some(dir.clone())).await;
+    let (_, list) = srv.get("/api/media").await;
+    let urls: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["url"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        urls,
+        ["/media/my%20clip%20%231.mp4", "/media/%C3%A9t%C3%A9.webm"]
+    );
+    for url in &urls {
+        let (status, _) = srv.get_raw(url, &[]).await;
+        assert_eq!(status, 200, "{url}");
+        let (room, token) = srv.create_room(serde_json::json!({})).await;
+        let (mut host, _) = srv
+            .join(
+                &room,
+                serde_json::json!({"name": "Host", "host_token": token}),
+            )
+            .await;
+        host.send(serde_json::json!({"type": "load", "video": {"kind": "url", "url": url}}))
+            .await;
+        assert_eq!(
+            host.expect("playback").await["playback"]["video"]["url"],
+            *url
+        );
+    }
+    let head = srv
+        .raw(&format!(
+            "HEAD /media/my%20clip%20%231.mp4 HTTP/1.1\r\nHost: {}\r\nConnection: close\r\n\r\n",
+            srv.addr()
+        ))
+        .await;
+    assert_eq!(head.status, 200, "{}", head.head);
+    assert_eq!(head.header("content-length"), Some("10"));
+    assert!(head.body.is_empty());
+    assert_eq!(srv.get_raw("/media/%E0.mp4", &[]).await.0, 404);
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -117,7 +117,11 @@ async fn room_limit_is_enforced() {
 
 #[actix_rt::test]
 async fn empty_rooms_are_removed_after_the_idle_ttl() {
-    let srv = TestServer::with(|c| c.room_idle_ttl = std::time::Duration::from_millis(500)).await;
+    let srv = TestServer::with(|c| {
+        c.room_idle_ttl = std::time::Duration::from_millis(500);
+        c.unjoined_room_ttl = std::time::Duration::from_millis(500);
+    })
+    .await;
     let (idle, _) = srv.create_room(json!({})).await;
     let (busy, _) = srv.create_room(json!({})).await;
     let (_viewer, _) = srv.join(&busy, json!({"name": "Viewer"})).await;
@@ -156,4 +160,40 @@ async fn oversized_bodies_and_wrong_methods_get_json_errors() {
     assert_eq!(resp.status().as_u16(), 405);
     let v: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(v["error"]["code"], "method_not_allowed");
+}
+
+/// Issue 14, item 3: a room nobody ever joins goes after a minute (here 300 ms), while one
+/// that was used waits out the full idle TTL once empty.
+#[actix_rt::test]
+async fn rooms_nobody_joined_are_removed_sooner() {
+    let srv = TestServer::with(|c| {
+        c.room_idle_ttl = std::time::Duration::from_secs(3600);
+        c.unjoined_room_ttl = std::time::Duration::from_millis(300);
+        c.host_grace = std::time::Duration::from_millis(100);
+    })
+    .await;
+    let (unused, _) = srv.create_room(json!({})).await;
+    let (used, _) = srv.create_room(json!({})).await;
+    let (viewer, _) = srv.join(&used, json!({"name": "Viewer"})).await;
+    viewer.close().await;
+    srv.wait_until("the unused room to be removed", |s| {
+        s.state.rooms.len() == 1
+    })
+    .await;
+    assert_eq!(srv.get(&format!("/api/rooms/{unused}")).await.0, 404);
+    // Once the used room is empty, give it more than the unjoined TTL and two ticks: it
+    // stays, because it was used.
+    let mut clock = srv.connect(&used).await;
+    loop {
+        let (status, room) = srv.get(&format!("/api/rooms/{used}")).await;
+        assert_eq!(status, 200);
+        if room["participants"] == 0 {
+            break;
+        }
+        let now = clock.ping(0.0).await["t2"].as_f64().unwrap();
+        clock.wait_for_server_time(now + 50.0).await;
+    }
+    let emptied = clock.ping(0.0).await["t2"].as_f64().unwrap();
+    clock.wait_for_server_time(emptied + 2300.0).await;
+    assert_eq!(srv.get(&format!("/api/rooms/{used}")).await.0, 200);
 }

@@ -3,6 +3,7 @@
 mod util;
 
 mod abuse_limits;
+mod access;
 mod bench_smoke;
 mod fuzz_frames;
 mod heartbeat;

@@ -11,6 +11,7 @@ use actix_web::web;
 use awc::ws::{self, Frame};
 use futures_util::{FutureExt, SinkExt, StreamExt};
 use serde_json::{json, Value};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use watch_together::app::AppState;
 use watch_together::{Config, ShutdownHandle};
 
@@ -123,6 +124,25 @@ impl TestServer {
         (resp.status().as_u16(), bytes.to_vec())
     }
 
+    /// Sends `request` (a whole HTTP/1.1 request, headers and body) on a new connection and
+    /// reads the answer until the server closes; returns status, head and body. For requests
+    /// that clients normally cannot make (a foreign `Host`, odd content types).
+    pub async fn raw(&self, request: &str) -> RawResponse {
+        let mut stream = tokio::net::TcpStream::connect(self.addr())
+            .await
+            .expect("connect");
+        stream.write_all(request.as_bytes()).await.expect("write");
+        read_response(&mut stream).await
+    }
+
+    /// `127.0.0.1:PORT`.
+    pub fn addr(&self) -> std::net::SocketAddr {
+        self.base
+            .trim_start_matches("http://")
+            .parse()
+            .expect("base is http://IP:PORT")
+    }
+
     /// Connects a WebSocket to a room (no join yet).
     pub async fn connect(&self, room_id: &str) -> Client {
         self.try_connect(room_id, &[])
@@ -180,6 +200,49 @@ impl TestServer {
             );
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+    }
+}
+
+/// An HTTP answer read off a raw connection.
+#[derive(Debug)]
+pub struct RawResponse {
+    /// The status code.
+    pub status: u16,
+    /// The status line and headers, as sent.
+    pub head: String,
+    /// The body.
+    pub body: String,
+}
+
+impl RawResponse {
+    /// The value of header `name` (case-insensitive), if present.
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.head.lines().find_map(|line| {
+            let (k, v) = line.split_once(':')?;
+            k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+        })
+    }
+}
+
+/// Reads one HTTP response from `stream` until the server closes the connection (the
+/// requests sent this way ask for `Connection: close`).
+pub async fn read_response(stream: &mut tokio::net::TcpStream) -> RawResponse {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(PATIENCE, stream.read_to_end(&mut bytes))
+        .await
+        .expect("a response in time")
+        .expect("read");
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {head:?}"));
+    RawResponse {
+        status,
+        head: head.to_owned(),
+        body: body.to_owned(),
     }
 }
 

@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use actix_files::NamedFile;
 use actix_web::{web, HttpRequest, HttpResponse};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use serde::Serialize;
 
 use crate::app::AppState;
@@ -15,6 +16,19 @@ use crate::error::ApiError;
 const MEDIA_EXTENSIONS: &[&str] = &[
     "mp4", "webm", "m4v", "mov", "ogv", "ogg", "mp3", "m4a", "wav",
 ];
+
+/// Bytes escaped in a library URL: all but the unreserved characters of RFC 3986, so any
+/// file name (spaces, `#`, `?`, `%`, non-ASCII) becomes a URL that plays.
+const ESCAPED: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'.')
+    .remove(b'_')
+    .remove(b'~');
+
+/// The URL a library file is played from: `/media/` and its percent-encoded name.
+pub fn library_url(name: &str) -> String {
+    format!("/media/{}", utf8_percent_encode(name, ESCAPED))
+}
 
 /// Whether a file name has a playable media ending: only these are listed or served.
 fn is_media(name: &str) -> bool {
@@ -81,7 +95,7 @@ impl MediaLibrary {
                 continue;
             }
             entries.push(MediaEntry {
-                url: format!("/media/{name}"),
+                url: library_url(&name),
                 size: item.metadata()?.len(),
                 name,
             });
@@ -151,5 +165,20 @@ mod tests {
         let names: Vec<_> = lib.entries().unwrap().into_iter().map(|e| e.name).collect();
         assert_eq!(names, ["clip.mp4"]);
         std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn library_urls_are_percent_encoded_and_pass_the_url_rules() {
+        use crate::protocol::Video;
+        for (name, url) in [
+            ("clip.mp4", "/media/clip.mp4"),
+            ("my clip.mp4", "/media/my%20clip.mp4"),
+            ("été #1?.mp4", "/media/%C3%A9t%C3%A9%20%231%3F.mp4"),
+            ("100%.mp4", "/media/100%25.mp4"),
+        ] {
+            assert_eq!(library_url(name), url);
+            let video = Video::Url { url: url.into() };
+            assert_eq!(video.validate(), Ok(()), "{url}");
+        }
     }
 }

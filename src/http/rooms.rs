@@ -2,13 +2,16 @@
 
 use std::sync::Arc;
 
+use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::access::client_ip;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::{client_ip, MAX_BODY_BYTES};
+use crate::http::guard::is_json;
+use crate::http::MAX_BODY_BYTES;
 use crate::ids::RoomId;
 use crate::protocol::{clean_room_name, ControlMode, Video};
 use crate::registry::NewRoom;
@@ -37,13 +40,27 @@ pub async fn create(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    let body = payload
-        .to_bytes_limited(MAX_BODY_BYTES)
+    // A page of another site may not create rooms from its visitor's browser: not with a
+    // script (Origin), and not with a form (forms cannot send JSON).
+    state.access.check_origin(&req)?;
+    let content_type = req.headers().get(header::CONTENT_TYPE);
+    if content_type.is_some_and(|t| !is_json(t)) {
+        return Err(ApiError::UnsupportedMediaType(
+            "the body of POST /api/rooms must be JSON (Content-Type: application/json)".into(),
+        ));
+    }
+    let timeout = state.config.body_timeout;
+    let body = tokio::time::timeout(timeout, payload.to_bytes_limited(MAX_BODY_BYTES))
         .await
+        .map_err(|_| ApiError::BodyTimeout(timeout.as_secs()))?
         .map_err(|_| ApiError::TooLarge(MAX_BODY_BYTES))?
         .map_err(|e| ApiError::BadRequest(format!("could not read the request body: {e}")))?;
     let request: CreateRoom = if body.iter().all(u8::is_ascii_whitespace) {
         CreateRoom::default()
+    } else if content_type.is_none() {
+        return Err(ApiError::UnsupportedMediaType(
+            "a room with settings needs Content-Type: application/json".into(),
+        ));
     } else {
         serde_json::from_slice(&body)
             .map_err(|e| ApiError::BadRequest(format!("invalid room: {e}")))?
@@ -52,6 +69,11 @@ pub async fn create(
         clean_room_name(request.name.as_deref().unwrap_or("")).map_err(ApiError::BadRequest)?;
     if let Some(video) = &request.video {
         video.validate().map_err(ApiError::BadRequest)?;
+        state
+            .config
+            .room_settings()
+            .check_video(video)
+            .map_err(|e| ApiError::BadRequest(e.to_string()))?;
     }
     let ip = client_ip(&req, state.config.trust_proxy);
     state.admit(&state.room_rate, ip, "rooms_per_ip", || {
@@ -66,6 +88,7 @@ pub async fn create(
             control: request.control.unwrap_or_default(),
             video: request.video,
         },
+        ip,
         state.config.room_settings(),
         state.room_timing(),
         Arc::clone(&state.metrics),

@@ -136,6 +136,8 @@ pub struct RoomTiming {
     pub silence_evict_ms: f64,
     /// An empty room is removed after this long.
     pub idle_ttl_ms: f64,
+    /// A room nobody has joined yet is removed after this long.
+    pub unjoined_ttl_ms: f64,
     /// When a member's queue counts as behind.
     pub queue: QueueLimits,
 }
@@ -152,6 +154,9 @@ pub struct RoomActor {
     metrics: Arc<Metrics>,
     /// When the room became empty, if it is.
     empty_since: Option<ServerMs>,
+    /// Whether anyone ever joined: a room nobody joins is removed sooner, so that rooms
+    /// created and never used cannot fill the server.
+    ever_joined: bool,
     /// A big room's presence still being handed out, to each member on the connection it
     /// was encoded for.
     paced: Option<PacedFanOut<(ParticipantId, ConnId)>>,
@@ -173,6 +178,7 @@ impl RoomActor {
             rooms,
             metrics,
             empty_since: Some(clock::now_ms()),
+            ever_joined: false,
             paced: None,
             paced_run: 0,
         }
@@ -371,7 +377,12 @@ impl RoomActor {
             self.start_paced(&presence.message, ctx);
         }
         if let Some(since) = self.empty_since {
-            if now - since >= self.timing.idle_ttl_ms {
+            let ttl = if self.ever_joined {
+                self.timing.idle_ttl_ms
+            } else {
+                self.timing.unjoined_ttl_ms
+            };
+            if now - since >= ttl {
                 let id = self.state.info().id;
                 tracing::info!(room = %id, "removing idle room");
                 self.rooms.remove(&id);
@@ -475,6 +486,7 @@ impl Handler<Join> for RoomActor {
         }
         // unwrap: the participant was admitted just above
         let welcome = self.state.welcome(&joined.id, now).unwrap();
+        self.ever_joined = true;
         let mut effects = vec![Effect {
             to: Audience::One(joined.id.clone()),
             message: welcome,

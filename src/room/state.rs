@@ -28,6 +28,10 @@ pub type ConnId = u64;
 pub struct RoomSettings {
     /// Chat messages kept and replayed to newcomers.
     pub chat_history: usize,
+    /// Most bytes of chat text kept.
+    pub chat_history_bytes: usize,
+    /// Refuse `url` videos on private networks (see `Video::points_at_private_network`).
+    pub refuse_private_urls: bool,
     /// Most participants (connected or within grace) in one room.
     pub max_members: usize,
     /// How long a dropped participant keeps its identity and (if host) the host role.
@@ -40,10 +44,24 @@ pub struct RoomSettings {
     pub chat_per_second: f64,
 }
 
+impl RoomSettings {
+    /// Checks a video against this server's policy (its form was checked when decoded).
+    pub fn check_video(&self, video: &Video) -> Result<(), RoomError> {
+        if self.refuse_private_urls && video.points_at_private_network() {
+            return Err(RoomError::VideoRefused(
+                "this server does not play videos from private or local network addresses".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
 impl Default for RoomSettings {
     fn default() -> Self {
         RoomSettings {
             chat_history: 100,
+            chat_history_bytes: 64 * 1024,
+            refuse_private_urls: false,
             max_members: 5000,
             grace_ms: 10_000.0,
             presence_threshold: 50,
@@ -184,7 +202,7 @@ impl<L> RoomState<L> {
             name,
             control,
             host_token,
-            chat: ChatLog::new(settings.chat_history),
+            chat: ChatLog::new(settings.chat_history, settings.chat_history_bytes),
             settings,
             clock: PlaybackClock::new(video, now),
             members: IndexMap::new(),
@@ -331,7 +349,10 @@ impl<L> RoomState<L> {
                 (id, None, false)
             }
         };
-        let claims_host = host_token.is_some_and(|t| self.host_token.matches(t));
+        // The host token makes a new participant host. A resumed one is who it was: the
+        // creator's page presents its token on every reconnect, and a role it handed on
+        // must not come back to it with a reload.
+        let claims_host = !resumed && host_token.is_some_and(|t| self.host_token.matches(t));
         if claims_host || self.host.is_none() {
             if let Some(change) = self.set_host(Some(id.clone())) {
                 effects.push(change);
@@ -524,6 +545,9 @@ impl<L> RoomState<L> {
         now: ServerMs,
     ) -> Result<Vec<Effect>, RoomError> {
         self.may_control(id)?;
+        if let Control::Load(video) = &control {
+            self.settings.check_video(video)?;
+        }
         let start_at = now + self.start_lead_ms();
         match control {
             Control::Play(position) => self.clock.play(now, start_at, position),
@@ -680,6 +704,25 @@ mod tests {
         let wrong = r.join(3, 3, "Eve", Some("guess"), None, 0.0).unwrap();
         assert_eq!(r.host().unwrap().id, c.id);
         assert_eq!(kinds(&wrong.effects), ["joined"]);
+    }
+
+    #[test]
+    fn a_resumed_creator_does_not_take_back_a_role_it_handed_on() {
+        let (mut r, token) = room(RoomSettings::default());
+        let a = r
+            .join(1, 1, "Ann", Some(token.as_str()), None, 0.0)
+            .unwrap()
+            .id;
+        let b = join(&mut r, 2, "Bob");
+        r.transfer_host(&a, &b).unwrap();
+        let ann_token = resume_token(&r, &a);
+        r.disconnect(&a, 1, 10.0);
+        let back = r
+            .join(3, 3, "Ann", Some(token.as_str()), Some(&ann_token), 20.0)
+            .unwrap();
+        assert!(back.resumed);
+        assert_eq!(r.host().unwrap().id, b, "Bob keeps the role");
+        assert!(back.effects.is_empty(), "{:?}", back.effects);
     }
 
     #[test]

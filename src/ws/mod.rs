@@ -12,9 +12,9 @@ use std::sync::Arc;
 use actix_web::{web, HttpRequest, HttpResponse};
 use actix_web_actors::ws;
 
+use crate::access::client_ip;
 use crate::app::AppState;
 use crate::error::ApiError;
-use crate::http::client_ip;
 use crate::ids::RoomId;
 
 pub use session::SessionSettings;
@@ -50,7 +50,7 @@ fn upgrade(
     if state.is_shutting_down() {
         return Err(ApiError::ShuttingDown);
     }
-    check_origin(req, &state.config.allowed_origins)?;
+    state.access.check_origin(req)?;
     let raw = path.into_inner();
     let room_id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
     let room = state
@@ -79,35 +79,4 @@ fn upgrade(
         .frame_size(state.config.max_frame_bytes)
         .start()
         .map_err(|e| ApiError::BadRequest(format!("WebSocket handshake failed: {e}")))
-}
-
-/// Refuses cross-origin upgrades unless the origin is allowed.
-///
-/// Browsers always send `Origin` on WebSocket upgrades; other clients (bots, the bench) may
-/// omit it and are not subject to this check, which only stops other sites' pages from
-/// using a visitor's browser against this server.
-fn check_origin(req: &HttpRequest, allowed: &[String]) -> Result<(), ApiError> {
-    let Some(origin) = req.headers().get("origin") else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or_default();
-    if allowed
-        .iter()
-        .any(|a| a == "*" || a.eq_ignore_ascii_case(origin))
-    {
-        return Ok(());
-    }
-    let host = req
-        .headers()
-        .get("host")
-        .and_then(|h| h.to_str().ok())
-        .unwrap_or_default();
-    let same_origin = origin
-        .split_once("://")
-        .is_some_and(|(_, rest)| !host.is_empty() && rest.eq_ignore_ascii_case(host));
-    if same_origin {
-        Ok(())
-    } else {
-        Err(ApiError::OriginNotAllowed(origin.to_owned()))
-    }
 }
