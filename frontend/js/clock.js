@@ -104,10 +104,12 @@ export class ClockSync {
     return this.offsetMs === null ? null : serverMs - this.offsetMs;
   }
 
-  /** Forgets everything, e.g. after reconnecting to a (possibly restarted) server. */
+  /**
+   * Starts measuring afresh, after reconnecting to a (possibly restarted) server whose
+   * clock may be set a little differently. The old estimate stands until the first new
+   * sample replaces it, so a playing video keeps its course meanwhile.
+   */
   reset() {
     this.samples = [];
-    this.offsetMs = null;
-    this.rttMs = null;
   }
 }

@@ -15,6 +15,9 @@ export function h(tag, attrs = {}, ...children) {
       Object.assign(node.dataset, value);
     } else if (key === 'class') {
       node.className = value;
+    } else if (key === 'style') {
+      // Through the CSSOM: the page's Content-Security-Policy refuses style attributes.
+      node.style.cssText = String(value);
     } else if (value === true) {
       node.setAttribute(key, '');
     } else {

@@ -3,7 +3,7 @@
 
 import { getRoom, listMedia } from './api.js';
 import { $, h, setChildren, toast } from './dom.js';
-import { formatBytes, formatChatTime, formatClock, formatDrift, formatRtt, syncQuality } from './format.js';
+import { decodeForDisplay, formatBytes, formatChatTime, formatClock, formatDrift, formatRtt, syncQuality } from './format.js';
 import { createPlayer } from './players/index.js';
 import { isRoomId, roomPath } from './room-link.js';
 import { RoomSocket } from './room-socket.js';
@@ -17,7 +17,7 @@ const MAX_NAME_CHARS = 32;
 /** How many people to list by name in each group of the big-room summary. */
 const SUMMARY_NAMES = 12;
 
-const roomId = decodeURIComponent(location.pathname.split('/')[2] || '');
+const roomId = decodeForDisplay(location.pathname.split('/')[2] || '');
 
 const state = {
   me: null,
@@ -170,7 +170,7 @@ function onWelcome(message) {
   if (message.you && typeof message.you.id === 'string') state.me = { id: message.you.id, name: String(message.you.name ?? '') };
   if (typeof message.resume_token === 'string') storage.setResumeToken(roomId, message.resume_token);
   applyRoomInfo(message.room);
-  state.roster.reset(message.participants, message.host_id);
+  state.roster.reset(message.participants, message.host_id, message.big_room_threshold);
   resetChat(message.chat);
   engine.onWelcome(message.playback);
   engine.onConnected();

@@ -4,7 +4,10 @@
 // and derive everything the UI shows from it. Big rooms announce entries within
 // a budget, so their `presence` also carries exact totals (buffering, out of sync).
 
-/** Above this many members the UI shows a summary instead of every name. */
+/**
+ * Above this many members the UI shows a summary instead of every name: the server's
+ * default, used until a `welcome` says what this server's threshold is.
+ */
 export const BIG_ROOM_THRESHOLD = 50;
 /** |drift| from this on counts as "out of sync", as the server counts it. */
 export const OUT_OF_SYNC_MS = 250;
@@ -28,10 +31,15 @@ export class Roster {
     this.hostId = null;
     this.reportedCount = null;
     this.reportedTotals = null;
+    this.bigAbove = BIG_ROOM_THRESHOLD;
   }
 
-  /** Replaces everything (on welcome). */
-  reset(participants, hostId) {
+  /**
+   * Replaces everything (on welcome). `bigAbove` is the server's big-room threshold
+   * (`welcome.big_room_threshold`), when it sent one.
+   */
+  reset(participants, hostId, bigAbove) {
+    if (Number.isInteger(bigAbove) && bigAbove >= 0) this.bigAbove = bigAbove;
     this.members.clear();
     this.reportedCount = null;
     this.reportedTotals = null;
@@ -77,7 +85,7 @@ export class Roster {
   }
 
   get isBig() {
-    return this.count > BIG_ROOM_THRESHOLD;
+    return this.count > this.bigAbove;
   }
 
   get host() {

@@ -63,6 +63,7 @@ export class SyncEngine {
     this.startCheck = null; // {at}: when to measure how well the last start hit the clock
     this.prestartSeeks = 0;
     this.connected = false;
+    this.everConnected = false;
     this.pingsSent = 0;
     this.timers = { ping: null, status: null, tick: null, start: null };
   }
@@ -71,6 +72,9 @@ export class SyncEngine {
 
   /** The socket is open and joined: start measuring the clock and reporting. */
   onConnected() {
+    // Samples from an earlier connection may come from another server process.
+    if (this.everConnected) this.clock.reset();
+    this.everConnected = true;
     this.connected = true;
     this.pingsSent = 0;
     this.schedulePing(0);

@@ -1,6 +1,8 @@
 // Turns what a person pastes (a YouTube link or id, a media URL) into a Video
 // object of the wire contract, or explains why it cannot.
 
+import { decodeForDisplay } from './format.js';
+
 const YOUTUBE_ID = /^[A-Za-z0-9_-]{11}$/;
 const YOUTUBE_HOSTS = new Set([
   'youtube.com', 'www.youtube.com', 'm.youtube.com', 'music.youtube.com',
@@ -50,13 +52,14 @@ export function parseVideoInput(text) {
 
 /** Short human label for a Video. */
 export function describeVideo(video) {
-  if (!video) return 'No video';
+  if (!video || typeof video !== 'object') return 'No video';
   if (video.kind === 'youtube') return `YouTube ${video.id}`;
-  if (video.url.startsWith('/media/')) return decodeURIComponent(video.url.slice('/media/'.length));
+  if (typeof video.url !== 'string') return 'Unknown video';
+  if (video.url.startsWith('/media/')) return decodeForDisplay(video.url.slice('/media/'.length));
   try {
     const url = new URL(video.url);
     const name = url.pathname.split('/').filter(Boolean).pop();
-    return name ? `${decodeURIComponent(name)} (${url.hostname})` : url.hostname;
+    return name ? `${decodeForDisplay(name)} (${url.hostname})` : url.hostname;
   } catch {
     return video.url;
   }

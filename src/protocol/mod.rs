@@ -484,6 +484,9 @@ pub struct Welcome {
     pub chat: Vec<ChatMessage>,
     /// Server time when this was sent.
     pub server_time: ServerMs,
+    /// Rooms with more participants than this are big: membership comes in batched
+    /// `presence`, and the app shows a summary instead of every name.
+    pub big_room_threshold: usize,
 }
 
 /// Every `type` the server sends, for metric labels.

@@ -289,6 +289,7 @@ impl<L> RoomState<L> {
             playback: self.clock.snapshot(),
             chat: self.chat.recent().cloned().collect(),
             server_time: now,
+            big_room_threshold: self.settings.presence_threshold,
         })))
     }
 

@@ -21,10 +21,10 @@ export const WAIT_MS = 30_000;
  * Starts the release server on a free port. Per-IP limits are lifted because every
  * page of a test connects from 127.0.0.1.
  */
-export async function startServer(extraArgs = []) {
+export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_ROOT, 'media') } = {}) {
   const args = [
     '--port', '0',
-    '--media-dir', path.join(REPO_ROOT, 'media'),
+    '--media-dir', mediaDir,
     '--max-sessions-per-ip', '0',
     '--connects-per-ip-per-minute', '0',
     '--rooms-per-ip-per-minute', '0',
@@ -153,6 +153,10 @@ export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join 
   const page = await context.newPage();
   const problems = [];
   page.on('pageerror', (error) => problems.push(`pageerror: ${error.message}`));
+  // The server's Content-Security-Policy: anything it blocks is a bug of the page.
+  page.on('console', (message) => {
+    if (message.type() === 'error' && /Content.Security.Policy/i.test(message.text())) problems.push(`csp: ${message.text()}`);
+  });
   page.on('dialog', (dialog) => {
     problems.push(`dialog: ${dialog.message()}`);
     dialog.dismiss();
@@ -171,7 +175,24 @@ export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join 
 }
 
 export async function waitJoined(page) {
-  await page.waitForFunction(() => window.__wt && window.__wt.state().connection === 'open' && window.__wt.state().me, null, { timeout: WAIT_MS });
+  await waitInPage(page, () => window.__wt && window.__wt.state().connection === 'open' && !!window.__wt.state().me);
+}
+
+/**
+ * Waits until `check` is truthy in the page, asking every `interval` ms. `check` is a
+ * function called with `arg`, or an expression as source text. Playwright's own
+ * waitForFunction compiles its predicate inside the page, which the app's
+ * Content-Security-Policy (no `eval`) refuses; `page.evaluate` goes through the DevTools
+ * protocol, which the policy does not govern.
+ */
+export async function waitInPage(page, check, arg = null, { timeout = WAIT_MS, interval = 25 } = {}) {
+  const deadline = Date.now() + timeout;
+  for (;;) {
+    const done = typeof check === 'string' ? await page.evaluate(check) : await page.evaluate(check, arg);
+    if (done) return;
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeout} ms waiting for ${String(check).slice(0, 300)}`);
+    await new Promise((resolve) => setTimeout(resolve, interval));
+  }
 }
 
 /** The page's state snapshot from the test hook. */
@@ -179,22 +200,16 @@ export function stateOf(page) {
   return page.evaluate(() => window.__wt.state());
 }
 
-/** Waits until `predicate(state)` holds on the page; `predicate` runs in the browser. */
+/** Waits until `predicate(state, arg)` holds on the page; `predicate` runs in the browser. */
 export async function waitState(page, predicate, arg, timeout = WAIT_MS) {
-  await page.waitForFunction(
-    ([source, value]) => {
-      // eslint-disable-next-line no-new-func
-      const fn = new Function(`return (${source})`)();
-      return window.__wt && fn(window.__wt.state(), value);
-    },
-    [predicate.toString(), arg],
-    { timeout, polling: 50 },
-  );
+  const expression = `!!window.__wt && (${predicate.toString()})(window.__wt.state(), ${JSON.stringify(arg ?? null)})`;
+  await waitInPage(page, expression, null, { timeout });
 }
 
 /** Waits until the page's player is running near `position` (seconds) of the room clock. */
 export async function waitPlayingNear(page, { seq, toleranceMs = 150 } = {}) {
-  await page.waitForFunction(
+  await waitInPage(
+    page,
     ([minSeq, tolerance]) => {
       const hook = window.__wt;
       if (!hook) return false;
@@ -205,7 +220,6 @@ export async function waitPlayingNear(page, { seq, toleranceMs = 150 } = {}) {
       return position !== null && expected !== null && Math.abs(position - expected) * 1000 < tolerance;
     },
     [seq ?? 0, toleranceMs],
-    { timeout: WAIT_MS, polling: 50 },
   );
 }
 

@@ -5,6 +5,7 @@ import assert from 'node:assert/strict';
 import {
   WAIT_MS, createRoomViaLanding, launchBrowser, openRoomPage, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
   startRoom,
+  waitInPage,
 } from './harness.js';
 
 /** Position (s) of each page's player right now, with the room's expected position by the same page. */
@@ -29,14 +30,14 @@ test('host play, pause, seek, rate and load are followed by every page', { timeo
   for (const page of pages) await waitState(page, (s) => s.playback.paused && s.playerPaused);
   const { position: pausedAt } = (await stateOf(host)).playback;
   for (const page of pages) {
-    await page.waitForFunction((at) => Math.abs(window.__wt.position() - at) < 0.05, pausedAt, { timeout: WAIT_MS });
+    await waitInPage(page, (at) => Math.abs(window.__wt.position() - at) < 0.05, pausedAt);
   }
   for (const { position } of await positions(pages)) assert.ok(Math.abs(position - pausedAt) < 0.05, `paused at ${position}, room at ${pausedAt}`);
 
   // Seek while paused (through the seek bar, as a person would): everyone moves there.
   await host.locator('#seek-bar').fill('40');
   for (const page of pages) await waitState(page, (s) => s.playback.paused && Math.abs(s.playback.position - 40) < 0.01);
-  for (const page of pages) await page.waitForFunction(() => Math.abs(window.__wt.position() - 40) < 0.05, null, { timeout: WAIT_MS });
+  for (const page of pages) await waitInPage(page, () => Math.abs(window.__wt.position() - 40) < 0.05);
 
   // Play from there, then seek while playing.
   await host.locator('#play-button').click();

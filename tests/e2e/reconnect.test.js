@@ -5,6 +5,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createRoomViaLanding, launchBrowser, openRoomPage, startDelayProxy, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
+  waitInPage,
 } from './harness.js';
 
 test('a dropped socket reconnects as the same participant and resyncs', { timeout: 120_000 }, () => withCleanup(async (defer) => {
@@ -25,8 +26,8 @@ test('a dropped socket reconnects as the same participant and resyncs', { timeou
 
   proxy.dropConnections();
   // The first retry comes after 250-500 ms: time enough to see the page say so.
-  await bob.waitForFunction(() => window.__wt.state().connection === 'reconnecting'
-    && document.querySelector('#connection').textContent.startsWith('Reconnecting'), null, { polling: 20 });
+  await waitInPage(bob, () => window.__wt.state().connection === 'reconnecting'
+    && document.querySelector('#connection').textContent.startsWith('Reconnecting'), null, { interval: 20 });
   // While the socket is gone, the host changes playback; Bob must pick it up on return.
   await host.locator('#seek-bar').fill('30');
   await waitState(bob, (s) => s.connection === 'open');

@@ -6,6 +6,7 @@ import {
   WAIT_MS, createRoomViaLanding, launchBrowser, openRoomPage, percentile, spreads, startSamplers, startServer, stateOf,
   stopSamplers, waitJoined, waitPlayingNear, waitState, withCleanup,
   startRoom,
+  waitInPage,
 } from './harness.js';
 
 test('reload mid-playback resumes position and identity', { timeout: 120_000 }, () => withCleanup(async (defer) => {
@@ -38,7 +39,7 @@ test('reload mid-playback resumes position and identity', { timeout: 120_000 }, 
   const pages = [host, bob];
   await startSamplers(pages);
   const t0 = await host.evaluate(() => window.__sampler.realEpochMs());
-  await host.waitForFunction((until) => window.__sampler.realEpochMs() >= until, t0 + 2000, { timeout: WAIT_MS });
+  await waitInPage(host, (until) => window.__sampler.realEpochMs() >= until, t0 + 2000);
   const samples = await stopSamplers(pages);
   for (const [i, pageSamples] of samples.entries()) {
     // Both must really be playing during the window, or a zero spread would mean nothing.

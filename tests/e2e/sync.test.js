@@ -7,6 +7,7 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
   createRoomViaLanding, interpolatePosition, startSamplers, stopSamplers, launchBrowser, openRoomPage, percentile, startDelayProxy, startServer, stateOf, waitPlayingNear, waitState, withCleanup,
+  waitInPage,
 } from './harness.js';
 
 const CLOCK_SHIFT_MS = -4_750; // this page believes it is almost five seconds earlier
@@ -89,7 +90,7 @@ async function serverMinusReal(page) {
 
 /** Waits until real time has passed `untilReal` (a measurement window, not a synchronization). */
 async function waitUntilReal(page, untilReal) {
-  await page.waitForFunction((until) => window.__sampler.realEpochMs() >= until, untilReal, { timeout: WINDOW_MS * 3, polling: 100 });
+  await waitInPage(page, (until) => window.__sampler.realEpochMs() >= until, untilReal, { timeout: WINDOW_MS * 3, interval: 100 });
 }
 
 test('three pages (shifted clock, delayed link) stay in sync after start and seek', { timeout: 240_000 }, () => withCleanup(async (defer) => {

@@ -52,3 +52,11 @@ test('room ids from links and bare ids', () => {
   assert.equal(roomIdFromInput('/r/../../etc'), null);
   assert.equal(roomPath('Ab3_x-9Q'), '/r/Ab3_x-9Q');
 });
+
+test('a malformed escape in a video URL is shown, never thrown', () => {
+  assert.equal(describeVideo({ kind: 'url', url: '/media/%E0.mp4' }), '%E0.mp4');
+  assert.equal(describeVideo({ kind: 'url', url: '/media/my%20clip.mp4' }), 'my clip.mp4');
+  assert.equal(describeVideo({ kind: 'url', url: 'https://x.example/a%E0%A4.mp4' }), 'a%E0%A4.mp4 (x.example)');
+  assert.equal(describeVideo({ kind: 'url' }), 'Unknown video');
+  assert.equal(describeVideo(null), 'No video');
+});

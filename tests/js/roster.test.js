@@ -78,3 +78,19 @@ test('garbage entries are skipped', () => {
   roster.applyPresence({ participants: 'x', left: [3, null], count: -1 });
   assert.equal(roster.count, 1);
 });
+
+test("the server's big-room threshold replaces the default", () => {
+  const roster = new Roster();
+  roster.reset([entry('h', 'Host')], 'h', 3);
+  roster.applyPresence({ participants: [], left: [], count: 4, host_id: 'h' });
+  assert.ok(roster.isBig, 'four members are a big room on a server whose threshold is three');
+  roster.reset([entry('h', 'Host')], 'h', 'nonsense');
+  roster.applyPresence({ participants: [], left: [], count: 4, host_id: 'h' });
+  assert.ok(roster.isBig, 'a bad value keeps the last good threshold');
+  const fresh = new Roster();
+  fresh.reset([entry('h', 'Host')], 'h');
+  fresh.applyPresence({ participants: [], left: [], count: BIG_ROOM_THRESHOLD, host_id: 'h' });
+  assert.ok(!fresh.isBig, 'without a threshold from the server, the default holds');
+  fresh.applyPresence({ participants: [], left: [], count: BIG_ROOM_THRESHOLD + 1, host_id: 'h' });
+  assert.ok(fresh.isBig);
+});
