@@ -1,4 +1,5 @@
-//! Command-line flags and environment variables: the address and every limit.
+//! Command-line flags and environment variables: the address and every limit an operator can
+//! tune. Fixed limits are constants beside the code they bound; docs/api.md lists both.
 
 use std::path::PathBuf;
 use std::time::Duration;

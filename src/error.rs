@@ -1,10 +1,72 @@
-//! Every error the server reports, mapped to its documented code and HTTP status here only.
+//! Every error the server reports, mapped to its documented code and HTTP status here only:
+//! REST errors ([`ApiError`]) to their status and code, and the three kinds of WebSocket
+//! refusal ([`DecodeError`] for frames that do not decode, [`SessionError`] for what the
+//! session refuses itself, [`RoomError`] for what the room's rules refuse) to their
+//! `ErrorCode` through [`WireError`].
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde_json::json;
 
-use crate::protocol::ErrorCode;
+use crate::protocol::{DecodeError, ErrorCode, ServerMessage};
+
+/// A refusal sent over the WebSocket as `error {code, message}`.
+pub trait WireError: std::fmt::Display {
+    /// The documented wire code.
+    fn code(&self) -> ErrorCode;
+
+    /// The `error` message telling the client.
+    fn to_message(&self) -> ServerMessage {
+        ServerMessage::error(self.code(), self.to_string())
+    }
+}
+
+impl WireError for DecodeError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            DecodeError::BadJson(_) => ErrorCode::BadJson,
+            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
+            DecodeError::BadMessage(_) => ErrorCode::BadMessage,
+        }
+    }
+}
+
+/// What a session refuses by itself, before any room sees the frame.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum SessionError {
+    /// The session's message budget is spent.
+    #[error("too many messages: at most {rate} per second (bursts of {burst})")]
+    RateLimited {
+        /// Sustained messages per second.
+        rate: f64,
+        /// Burst size.
+        burst: u32,
+    },
+    /// A room message before `join`.
+    #[error("send join first: {{\"type\":\"join\",\"name\":\"...\"}}")]
+    NotJoined,
+    /// A second `join`.
+    #[error("this connection already joined")]
+    AlreadyJoined,
+    /// A binary or continuation frame.
+    #[error("only unfragmented text frames carry the protocol")]
+    BinaryUnsupported,
+    /// The room went away while the session was joining it.
+    #[error("the room was closed")]
+    RoomGone,
+}
+
+impl WireError for SessionError {
+    fn code(&self) -> ErrorCode {
+        match self {
+            SessionError::RateLimited { .. } => ErrorCode::RateLimited,
+            SessionError::NotJoined => ErrorCode::NotJoined,
+            SessionError::AlreadyJoined => ErrorCode::AlreadyJoined,
+            SessionError::BinaryUnsupported => ErrorCode::BinaryUnsupported,
+            SessionError::RoomGone => ErrorCode::RoomNotFound,
+        }
+    }
+}
 
 /// Why a room refused a request from one of its participants (sent as `error {code}`).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -35,9 +97,8 @@ pub enum RoomError {
     VideoRefused(String),
 }
 
-impl RoomError {
-    /// The documented wire code.
-    pub fn code(&self) -> ErrorCode {
+impl WireError for RoomError {
+    fn code(&self) -> ErrorCode {
         match self {
             RoomError::NotHost => ErrorCode::NotHost,
             RoomError::RoomFull(_) => ErrorCode::RoomFull,

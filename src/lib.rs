@@ -3,7 +3,7 @@
 //!
 //! # Layout
 //!
-//! - [`config`]: command-line flags and environment variables; every limit lives here.
+//! - [`config`]: command-line flags and environment variables, every tunable limit.
 //! - [`app`]: assembles the HTTP server, tunes sockets, runs graceful shutdown.
 //! - [`access`]: who is asking (client IP) and whether to serve them (host and origin).
 //! - [`http`]: REST routes (rooms, health, metrics), the media library, the embedded app.

@@ -1,4 +1,5 @@
-//! The wire protocol: every JSON message a client and the server exchange, in one place.
+//! The WebSocket protocol: every JSON message a client and the server exchange over the
+//! socket, in one place (the REST bodies are beside their handlers in `http/`).
 //!
 //! Client frames are decoded (and validated) by [`decode`]; server frames are built as
 //! [`ServerMessage`] values and encoded once by [`ServerMessage::encode`], so a broadcast is
@@ -264,7 +265,8 @@ pub const CLIENT_TYPES: &[&str] = &[
     "status",
 ];
 
-/// Why a client frame was refused. Each maps to one documented error code.
+/// Why a client frame was refused. Each maps to one documented error code
+/// (`crate::error::WireError`).
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum DecodeError {
     /// Not JSON at all.
@@ -276,17 +278,6 @@ pub enum DecodeError {
     /// Known type, wrong fields or values.
     #[error("{0}")]
     BadMessage(String),
-}
-
-impl DecodeError {
-    /// The documented error code sent to the client.
-    pub fn code(&self) -> ErrorCode {
-        match self {
-            DecodeError::BadJson(_) => ErrorCode::BadJson,
-            DecodeError::UnknownType(_) => ErrorCode::UnknownType,
-            DecodeError::BadMessage(_) => ErrorCode::BadMessage,
-        }
-    }
 }
 
 /// Decodes and validates one client text frame.
@@ -638,6 +629,7 @@ mod tests {
 
     mod fuzz {
         use super::super::*;
+        use crate::error::WireError;
         use proptest::prelude::*;
         use serde_json::json;
 

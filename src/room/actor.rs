@@ -13,7 +13,7 @@ use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::clock::{self, ServerMs};
-use crate::error::RoomError;
+use crate::error::{RoomError, WireError};
 use crate::ids::{ParticipantId, RoomId};
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, ControlMode, ParticipantRef, Playback, ServerMessage};
@@ -335,7 +335,7 @@ impl RoomActor {
         self.metrics.errors_sent.inc();
         self.deliver(vec![Effect {
             to: Audience::One(id.clone()),
-            message: ServerMessage::error(err.code(), err.to_string()),
+            message: err.to_message(),
         }]);
     }
 

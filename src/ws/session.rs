@@ -15,12 +15,12 @@ use bytestring::ByteString;
 
 use crate::clock;
 use crate::config::Config;
-use crate::error::RoomError;
+use crate::error::{RoomError, SessionError, WireError};
 use crate::ids::{ParticipantId, RoomId};
 use crate::limits::per_ip::SessionSlot;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::protocol::{decode, ClientMessage, CloseCode, ErrorCode, ServerMessage};
+use crate::protocol::{decode, ClientMessage, CloseCode, ServerMessage};
 use crate::room::actor::{Disconnect, FromMember, Join, MemberRequest, RoomActor, SessionEnd};
 use crate::room::link::{Outgoing, SessionLink, Shared, Wake};
 use crate::room::state::{ConnId, Control};
@@ -234,9 +234,9 @@ impl WsSession {
         }
     }
 
-    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, code: ErrorCode, text: String) {
+    fn send_error(&mut self, ctx: &mut ws::WebsocketContext<Self>, err: &impl WireError) {
         self.metrics.errors_sent.inc();
-        self.send(ctx, &ServerMessage::error(code, text));
+        self.send(ctx, &err.to_message());
     }
 
     fn close(ctx: &mut ws::WebsocketContext<Self>, code: CloseCode, reason: &str) {
@@ -275,14 +275,11 @@ impl WsSession {
                 "message rate limit exceeded repeatedly",
             );
         } else {
-            self.send_error(
-                ctx,
-                ErrorCode::RateLimited,
-                format!(
-                    "too many messages: at most {} per second (bursts of {})",
-                    self.settings.msg_rate, self.settings.msg_burst
-                ),
-            );
+            let err = SessionError::RateLimited {
+                rate: self.settings.msg_rate,
+                burst: self.settings.msg_burst,
+            };
+            self.send_error(ctx, &err);
         }
         false
     }
@@ -297,7 +294,7 @@ impl WsSession {
             Ok(msg) => msg,
             Err(err) => {
                 self.metrics.message_in("invalid");
-                self.send_error(ctx, err.code(), err.to_string());
+                self.send_error(ctx, &err);
                 return;
             }
         };
@@ -345,11 +342,7 @@ impl WsSession {
                 request,
                 received,
             }),
-            _ => self.send_error(
-                ctx,
-                ErrorCode::NotJoined,
-                "send join first: {\"type\":\"join\",\"name\":\"...\"}".into(),
-            ),
+            _ => self.send_error(ctx, &SessionError::NotJoined),
         }
     }
 
@@ -361,11 +354,7 @@ impl WsSession {
         ctx: &mut ws::WebsocketContext<Self>,
     ) {
         if self.membership != Membership::Anonymous {
-            self.send_error(
-                ctx,
-                ErrorCode::AlreadyJoined,
-                "this connection already joined".into(),
-            );
+            self.send_error(ctx, &SessionError::AlreadyJoined);
             return;
         }
         self.membership = Membership::Joining;
@@ -389,13 +378,13 @@ impl WsSession {
                 Ok(Err(err)) => {
                     session.membership = Membership::Anonymous;
                     let full = matches!(err, RoomError::RoomFull(_));
-                    session.send_error(ctx, err.code(), err.to_string());
+                    session.send_error(ctx, &err);
                     if full {
                         Self::close(ctx, CloseCode::Policy, "room is full");
                     }
                 }
                 Err(_) => {
-                    session.send_error(ctx, ErrorCode::RoomNotFound, "the room was closed".into());
+                    session.send_error(ctx, &SessionError::RoomGone);
                     Self::close(ctx, CloseCode::RoomClosed, "room closed");
                 }
             })
@@ -462,11 +451,7 @@ impl StreamHandler<Result<ws::Message, ProtocolError>> for WsSession {
                 // Refused, but only after paying for it like any other frame: answering
                 // every one for free would make the server write as fast as a client sends.
                 if self.admit(clock::now_ms(), ctx) {
-                    self.send_error(
-                        ctx,
-                        ErrorCode::BinaryUnsupported,
-                        "only unfragmented text frames carry the protocol".into(),
-                    );
+                    self.send_error(ctx, &SessionError::BinaryUnsupported);
                 }
             }
             Ok(ws::Message::Close(reason)) => {
