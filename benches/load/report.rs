@@ -79,6 +79,15 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Microseconds per frame, user and kernel apart, from CPU seconds over `frames`.
+fn per_frame(user_s: f64, kernel_s: f64, frames: u64) -> Value {
+    if frames == 0 {
+        return Value::Null;
+    }
+    let us = |s: f64| round2(s * 1e6 / frames as f64);
+    json!({ "user": us(user_s), "kernel": us(kernel_s), "total": us(user_s + kernel_s) })
+}
+
 /// Builds the JSON report (the table is printed from it too, so both always agree).
 pub fn build(
     plan: &Plan,
@@ -104,6 +113,10 @@ pub fn build(
         .iter()
         .map(|t| t.welcome_bytes.load(Relaxed))
         .sum();
+    // The frames the server handled in the hold: every frame the bench sent, and every frame
+    // its sessions received.
+    let frames_in = hold.sent_frames.load(Relaxed);
+    let frames_out = hold.frames.load(Relaxed) + hold.other_frames.load(Relaxed);
     let server = res.idle.map(|idle| {
         let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| {
             a.zip(b).map(|(a, b)| round2((b.cpu_s - a.cpu_s).max(0.0)))
@@ -111,6 +124,18 @@ pub fn build(
         let peak = res.end.or(res.hold_end).map_or(0, |s| s.hwm);
         let held = res.hold_end.map_or(0, |s| s.rss);
         let hold_cpu = cpu(res.hold_start, res.hold_end);
+        let hold_split = res
+            .hold_start
+            .zip(res.hold_end)
+            .map(|(a, b)| (b.user_s - a.user_s, b.kernel_s - a.kernel_s));
+        let per_frame = hold_split.map_or(Value::Null, |(user, kernel)| {
+            let mut v = per_frame(user, kernel, frames_in + frames_out);
+            if v.is_object() {
+                v["frames_in"] = json!(frames_in);
+                v["frames_out"] = json!(frames_out);
+            }
+            v
+        });
         json!({
             "idle_rss_mib": mib(idle.rss),
             "admitted_rss_mib": res.admitted.map(|s| mib(s.rss)),
@@ -120,6 +145,9 @@ pub fn build(
             "held_rss_per_session_kib": round1(held.saturating_sub(idle.rss) as f64 / 1024.0 / sessions),
             "cpu_s_admission": cpu(res.idle, res.admitted),
             "cpu_s_hold": hold_cpu,
+            "cpu_s_hold_user": hold_split.map(|(u, _)| round2(u)),
+            "cpu_s_hold_kernel": hold_split.map(|(_, k)| round2(k)),
+            "cpu_us_per_frame": per_frame,
             "cpu_percent_hold": hold_cpu.map(|c| round1(c / timing.hold_s.max(1e-9) * 100.0)),
             "cpu_s_total": res.end.or(res.hold_end).map(|s| round2(s.cpu_s)),
             "threads": res.hold_end.map(|s| s.threads),
@@ -296,6 +324,14 @@ fn targets(plan: &Plan, r: &Value) -> Value {
     Value::Array(out)
 }
 
+/// "1.2 µs user + 3.4 µs kernel = 4.6 µs total".
+fn us_split(v: &Value) -> String {
+    format!(
+        "{} µs user + {} µs kernel = {} µs total",
+        v["user"], v["kernel"], v["total"]
+    )
+}
+
 fn lat(v: &Value) -> String {
     if v["count"].as_u64().unwrap_or(0) == 0 {
         return "no samples".into();
@@ -442,6 +478,18 @@ pub fn table(r: &Value) -> String {
             format!(
                 "{} s admitting, {} s holding ({}% of a core), {} s total",
                 s["cpu_s_admission"], s["cpu_s_hold"], s["cpu_percent_hold"], s["cpu_s_total"]
+            ),
+        );
+    }
+    let cpu_frame = &s["cpu_us_per_frame"];
+    if cpu_frame.is_object() {
+        row(
+            "server cpu/frame (hold)",
+            format!(
+                "{} ({} frames in + {} out)",
+                us_split(cpu_frame),
+                cpu_frame["frames_in"],
+                cpu_frame["frames_out"]
             ),
         );
     }
