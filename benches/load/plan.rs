@@ -89,6 +89,10 @@ pub struct Options {
     #[arg(long)]
     pub target: Option<String>,
 
+    /// Skip the machine's floor (raw sockets, no framework) measured after the run.
+    #[arg(long)]
+    pub no_floor: bool,
+
     /// Extra flag for the started server, as `--flag=value` (repeatable); replaces the bench's
     /// own setting of the same flag.
     #[arg(long = "server-arg", allow_hyphen_values = true)]
@@ -152,6 +156,8 @@ pub struct Plan {
     pub buffering_rate: f64,
     /// A running server to drive, if not starting one.
     pub target: Option<SocketAddr>,
+    /// Whether to measure the machine's floor after the run.
+    pub floor: bool,
     /// Extra server flags.
     pub server_args: Vec<String>,
     /// Load generator worker threads.
@@ -204,6 +210,7 @@ impl Plan {
             drift_jitter_ms: o.drift_jitter_ms,
             buffering_rate: o.buffering_rate,
             target,
+            floor: !o.no_floor,
             server_args: o.server_args,
             threads: o
                 .threads
