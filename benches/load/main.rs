@@ -84,12 +84,9 @@ fn run(options: Options) -> Result<bool, String> {
         Some(addr) => (None, addr),
         None => {
             let flags = server::server_flags(&plan);
-            eprintln!(
-                "load: starting {} {}",
-                env!("CARGO_BIN_EXE_watch-together"),
-                flags.join(" ")
-            );
-            let (s, addr) = Spawned::start(env!("CARGO_BIN_EXE_watch-together"), &flags)?;
+            let binary = plan.server_bin.display().to_string();
+            eprintln!("load: starting {binary} {}", flags.join(" "));
+            let (s, addr) = Spawned::start(&binary, &flags)?;
             (Some(s), addr)
         }
     };

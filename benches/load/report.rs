@@ -243,6 +243,7 @@ pub fn build(
     let mut report = json!({
         "scenario": plan.scenario.name(),
         "smoke": plan.smoke,
+        "server_bin": plan.target.is_none().then(|| plan.server_bin.display().to_string()),
         "plan": {
             "rooms": plan.rooms,
             "members": plan.members,
@@ -499,6 +500,9 @@ pub fn table(r: &Value) -> String {
             p["rooms"], p["members"], p["sessions"], p["hold_s"], p["control_rate"], p["chat_rate"], p["connect_rate"]
         ),
     );
+    if let Some(bin) = r["server_bin"].as_str() {
+        row("server binary", bin.to_owned());
+    }
     let a = &r["admission"];
     row(
         "admitted",
