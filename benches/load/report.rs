@@ -465,13 +465,13 @@ fn floor_rows(f: &Value, row: &mut impl FnMut(&str, String)) {
         row("  rounds, writer + reader", each.join("; "));
     }
     if f["us_per_frame"].is_object() {
+        // No ratio when the bench did not start the server (--target): its CPU is unknown.
+        let ratio = f["ratio"]
+            .as_f64()
+            .map_or(String::new(), |r| format!("; server ÷ floor = {r}"));
         row(
             "  floor, this run's mix",
-            format!(
-                "{}; server ÷ floor = {}",
-                us_split(&f["us_per_frame"]),
-                f["ratio"]
-            ),
+            format!("{}{ratio}", us_split(&f["us_per_frame"])),
         );
     }
 }
