@@ -46,9 +46,9 @@ const DRAIN: Duration = Duration::from_secs(3);
 const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
 /// Pause after the server starts, so its idle memory is read once it has settled.
 const SETTLE: Duration = Duration::from_millis(500);
-/// Frames each round of the floor writes and reads: 1–2 s of writing at the 2.5–6 µs a
-/// frame costs on this machine, so the kernel's tick-sampled user/kernel split has hundreds
-/// of samples.
+/// Frames each round of the floor writes and reads: 1–2 s of writing at the 2.5–4 µs a
+/// frame cost the floor's writer here, so the kernel's tick-sampled user/kernel split has
+/// hundreds of samples.
 const FLOOR_FRAMES: u64 = 400_000;
 /// The smoke run's floor: enough to go through every step, short enough for a test.
 const SMOKE_FLOOR_FRAMES: u64 = 4_800;
