@@ -189,7 +189,7 @@ async fn life(
     } else {
         serde_json::json!({"type": "join", "name": format!("viewer {room_ix}-{member_ix}")})
     };
-    if let Err(e) = s.ws.send(Message::Text(join.to_string())).await {
+    if let Err(e) = s.send(join.to_string()).await {
         stats.problem(&stats.join_failures, || format!("sending join: {e}"));
         fail_admission();
         return End::Failed;
@@ -411,7 +411,10 @@ impl Session<'_> {
             let text = match self.ws.next().await {
                 Some(Ok(Message::Text(t))) => t,
                 Some(Ok(Message::Close(c))) => return Err(format!("closed: {c:?}")),
-                Some(Ok(_)) => continue,
+                Some(Ok(other)) => {
+                    self.on_other(&other);
+                    continue;
+                }
                 Some(Err(e)) => return Err(e.to_string()),
                 None => return Err("connection ended".into()),
             };
@@ -572,6 +575,16 @@ impl Session<'_> {
         }
     }
 
+    /// Counts a frame without text (a ping from the server, and the pong the WebSocket
+    /// library sends back for it), so the server's frames per CPU second are all counted.
+    fn on_other(&self, frame: &Message) {
+        let traffic = self.stats.traffic_now();
+        traffic.other_frames.fetch_add(1, Relaxed);
+        if matches!(frame, Message::Ping(_)) {
+            traffic.sent_frames.fetch_add(1, Relaxed);
+        }
+    }
+
     /// The host times how long members' buffering flips take to show up in `presence`.
     fn time_flips(&self, text: &str, now_us: i64) {
         let stats = self.stats;
@@ -592,7 +605,9 @@ impl Session<'_> {
         }
     }
 
+    /// Sends one text frame, counted as a frame the server has to read.
     async fn send(&mut self, text: String) -> Result<(), String> {
+        self.stats.traffic_now().sent_frames.fetch_add(1, Relaxed);
         self.ws
             .send(Message::Text(text))
             .await
@@ -679,7 +694,7 @@ impl Session<'_> {
                         Some(Ok(Message::Close(c))) => {
                             return self.lost(format!("server closed the connection: {c:?}"));
                         }
-                        Some(Ok(_)) => {}
+                        Some(Ok(other)) => self.on_other(&other),
                         Some(Err(e)) => return self.lost(format!("connection error: {e}")),
                         None => return self.lost("connection ended".into()),
                     }

@@ -11,6 +11,7 @@
 //! done (everyone closes).
 
 mod client;
+mod floor;
 mod plan;
 mod progress;
 mod report;
@@ -45,6 +46,14 @@ const DRAIN: Duration = Duration::from_secs(3);
 const CLOSE_DEADLINE: Duration = Duration::from_secs(20);
 /// Pause after the server starts, so its idle memory is read once it has settled.
 const SETTLE: Duration = Duration::from_millis(500);
+/// Frames each round of the floor writes and reads: 1–2 s of writing at the 2.5–4 µs a
+/// frame cost the floor's writer here, so the kernel's tick-sampled user/kernel split has
+/// hundreds of samples.
+const FLOOR_FRAMES: u64 = 400_000;
+/// The smoke run's floor: enough to go through every step, short enough for a test.
+const SMOKE_FLOOR_FRAMES: u64 = 4_800;
+/// Rounds of the floor: its median is the figure, the spread shows the machine's noise.
+const FLOOR_ROUNDS: usize = 3;
 
 fn main() -> ExitCode {
     let options = Options::parse();
@@ -75,12 +84,9 @@ fn run(options: Options) -> Result<bool, String> {
         Some(addr) => (None, addr),
         None => {
             let flags = server::server_flags(&plan);
-            eprintln!(
-                "load: starting {} {}",
-                env!("CARGO_BIN_EXE_watch-together"),
-                flags.join(" ")
-            );
-            let (s, addr) = Spawned::start(env!("CARGO_BIN_EXE_watch-together"), &flags)?;
+            let binary = plan.server_bin.display().to_string();
+            eprintln!("load: starting {binary} {}", flags.join(" "));
+            let (s, addr) = Spawned::start(&binary, &flags)?;
             (Some(s), addr)
         }
     };
@@ -111,7 +117,40 @@ fn run(options: Options) -> Result<bool, String> {
     }
     let (stats, mut res, timing) = outcome?;
     res.bench = sample("self");
-    let report = report::build(&plan, &stats, &res, &timing, server_log.as_deref());
+    // After the server stopped, so the floor has the machine to itself (but for neighbours).
+    let floor = plan.floor.then(|| {
+        let floor_plan = floor::FloorPlan {
+            sockets: plan.sessions(),
+            payload: average_payload(&stats),
+            frames: if plan.smoke {
+                SMOKE_FLOOR_FRAMES
+            } else {
+                FLOOR_FRAMES
+            },
+            rounds: FLOOR_ROUNDS,
+        };
+        eprintln!(
+            "load: floor: {} rounds of {} frames of {} payload bytes over up to {} loopback \
+             sockets",
+            floor_plan.rounds, floor_plan.frames, floor_plan.payload, floor_plan.sockets
+        );
+        floor::measure(floor_plan)
+    });
+    match &floor {
+        // A smoke run must prove the floor works; a full run's own figures stand without it,
+        // and its report says why the floor is missing.
+        Some(Err(e)) if plan.smoke => return Err(e.clone()),
+        Some(Err(e)) => eprintln!("load: {e}"),
+        _ => {}
+    }
+    let report = report::build(
+        &plan,
+        &stats,
+        &res,
+        &timing,
+        server_log.as_deref(),
+        floor.as_ref(),
+    );
     let table = report::table(&report);
     if plan.json {
         eprint!("{table}");
@@ -121,6 +160,24 @@ fn run(options: Options) -> Result<bool, String> {
     }
     let errors = report["errors"]["total"].as_u64().unwrap_or(1);
     Ok(errors == 0)
+}
+
+/// The run's average server → client payload, for the floor's frames: the hold's, else the
+/// whole run's (a run with no hold traffic still gets a floor), else a small frame.
+fn average_payload(stats: &Stats) -> usize {
+    let hold = &stats.traffic[Phase::Hold as usize];
+    let (bytes, frames) = (hold.bytes.load(Relaxed), hold.frames.load(Relaxed));
+    let (bytes, frames) = if frames > 0 {
+        (bytes, frames)
+    } else {
+        stats.traffic.iter().fold((0, 0), |(b, f), t| {
+            (b + t.bytes.load(Relaxed), f + t.frames.load(Relaxed))
+        })
+    };
+    if frames == 0 {
+        return 100;
+    }
+    (bytes as f64 / frames as f64).round() as usize
 }
 
 /// Creates the rooms, runs the four phases, and returns what was measured.

@@ -1,6 +1,7 @@
 //! Command-line options and the scenarios they select: what one run of the bench does.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
@@ -18,6 +19,9 @@ pub enum Scenario {
     ChatStorm,
     /// 100 rooms × 20 members; everyone but the host leaves and rejoins continuously.
     Churn,
+    /// 1,900 rooms × 10 members, one control per room per second, 60 s: the most small
+    /// watch parties this machine's open-file limit (20,000 per process) leaves room for.
+    Capacity,
 }
 
 impl Scenario {
@@ -29,6 +33,7 @@ impl Scenario {
             Scenario::HugeRoom => "huge-room",
             Scenario::ChatStorm => "chat-storm",
             Scenario::Churn => "churn",
+            Scenario::Capacity => "capacity",
         }
     }
 }
@@ -88,6 +93,15 @@ pub struct Options {
     /// instead of starting one; server memory and CPU are then not measured.
     #[arg(long)]
     pub target: Option<String>,
+
+    /// Server binary to start instead of this build's (e.g. an older build saved as
+    /// /tmp/wt-old), so two builds can be compared in one session.
+    #[arg(long, value_name = "PATH", conflicts_with = "target")]
+    pub server_bin: Option<PathBuf>,
+
+    /// Skip the machine's floor (raw sockets, no framework) measured after the run.
+    #[arg(long)]
+    pub no_floor: bool,
 
     /// Extra flag for the started server, as `--flag=value` (repeatable); replaces the bench's
     /// own setting of the same flag.
@@ -152,6 +166,10 @@ pub struct Plan {
     pub buffering_rate: f64,
     /// A running server to drive, if not starting one.
     pub target: Option<SocketAddr>,
+    /// The server binary to start (unless `target` is set).
+    pub server_bin: PathBuf,
+    /// Whether to measure the machine's floor after the run.
+    pub floor: bool,
     /// Extra server flags.
     pub server_args: Vec<String>,
     /// Load generator worker threads.
@@ -176,6 +194,8 @@ impl Plan {
                 Scenario::HugeRoom => (1, 4000, 30.0, 1.0, 0.0, 2000.0),
                 Scenario::ChatStorm => (100, 20, 30.0, 1.0, 1.0, 1000.0),
                 Scenario::Churn => (100, 20, 30.0, 1.0, 0.0, 1000.0),
+                // many-rooms' 10 s of admission at 1,000/s, scaled to 19,000 sessions.
+                Scenario::Capacity => (1900, 10, 60.0, 1.0, 0.0, 1900.0),
             };
         let (rooms, members, hold, control, chat, connect) = if o.smoke {
             // Small enough for a test run, yet every message kind flows.
@@ -204,6 +224,10 @@ impl Plan {
             drift_jitter_ms: o.drift_jitter_ms,
             buffering_rate: o.buffering_rate,
             target,
+            server_bin: o
+                .server_bin
+                .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_watch-together"))),
+            floor: !o.no_floor,
             server_args: o.server_args,
             threads: o
                 .threads

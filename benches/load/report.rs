@@ -6,6 +6,7 @@ use std::sync::atomic::Ordering::Relaxed;
 use hdrhistogram::Histogram;
 use serde_json::{json, Value};
 
+use super::floor::{Floor, Round, ThreadCpu};
 use super::plan::{Plan, Scenario};
 use super::progress::{Quiet, QUIET_OTHERS_PCT};
 use super::server::ProcSample;
@@ -79,6 +80,74 @@ fn round2(x: f64) -> f64 {
     (x * 100.0).round() / 100.0
 }
 
+/// Microseconds per frame, user and kernel apart, from CPU seconds over `frames`.
+fn per_frame(user_s: f64, kernel_s: f64, frames: u64) -> Value {
+    if frames == 0 {
+        return Value::Null;
+    }
+    let us = |s: f64| round2(s * 1e6 / frames as f64);
+    json!({ "user": us(user_s), "kernel": us(kernel_s), "total": us(user_s + kernel_s) })
+}
+
+/// One round of the floor: µs per frame for each thread, and the conditions it ran in.
+fn round_json(r: &Round, frames: u64) -> Value {
+    let thread = |t: ThreadCpu| per_frame(t.user_s, t.kernel_s, frames);
+    let per = |n: u64| (frames > 0).then(|| round2(n as f64 / frames as f64));
+    json!({
+        "writer_us_per_frame": thread(r.writer),
+        "reader_us_per_frame": thread(r.reader),
+        "frames_per_read": (r.reads > 0).then(|| round2(frames as f64 / r.reads as f64)),
+        "reader_sleeps_per_frame": per(r.sleeps),
+        "epoll_waits_per_frame": per(r.waits),
+        "wall_s": round2(r.wall_s),
+        "steal_pct": r.conditions.map(|c| round1(c.steal_pct)),
+        "others_cores": r.conditions.map(|c| round2(c.others_cores)),
+        "quiet": r.conditions.map(|c| c.quiet()),
+    })
+}
+
+/// The floor's figures (its median round, and every round), and the floor weighted by this
+/// run's frames in and out (a frame out costs at least the writer's work, a frame in the
+/// reader's), set against the server's.
+fn floor_json(floor: &Floor, frames_in: u64, frames_out: u64, server: &Value) -> Value {
+    let median = floor.round();
+    let (w, r) = (median.writer, median.reader);
+    let frames = frames_in + frames_out;
+    // Per frame of this run: (out × writer + in × reader) ÷ (in + out), user and kernel apart.
+    let mixed = (frames > 0).then(|| {
+        let weigh = |wr: f64, rd: f64| {
+            (frames_out as f64 * wr + frames_in as f64 * rd) / floor.frames as f64 * 1e6
+                / frames as f64
+        };
+        let (user, kernel) = (weigh(w.user_s, r.user_s), weigh(w.kernel_s, r.kernel_s));
+        (user, kernel, user + kernel)
+    });
+    let server_total = server["total"].as_f64();
+    let mut out = round_json(median, floor.frames);
+    let fields = json!({
+        "sockets": floor.sockets,
+        "sockets_wanted": floor.sockets_wanted,
+        "capped_by_open_file_limit": floor.capped_by_limit,
+        "payload_bytes": floor.payload,
+        "frame_bytes": floor.frame_bytes,
+        "frames_per_round": floor.frames,
+        "median_of_rounds": if floor.quiet_rounds > 0 { floor.quiet_rounds } else { floor.rounds.len() },
+        "quiet_rounds": floor.quiet_rounds,
+        "rounds": floor.rounds.iter().map(|r| round_json(r, floor.frames)).collect::<Vec<_>>(),
+        "us_per_frame": mixed.map(|(u, k, t)| json!({
+            "user": round2(u), "kernel": round2(k), "total": round2(t),
+        })),
+        "ratio": mixed
+            .zip(server_total)
+            .filter(|((_, _, floor), _)| *floor > 0.0)
+            .map(|((_, _, floor), server)| round2(server / floor)),
+    });
+    if let (Some(out), Some(fields)) = (out.as_object_mut(), fields.as_object()) {
+        out.extend(fields.clone());
+    }
+    out
+}
+
 /// Builds the JSON report (the table is printed from it too, so both always agree).
 pub fn build(
     plan: &Plan,
@@ -86,6 +155,7 @@ pub fn build(
     res: &Resources,
     timing: &Timing,
     server_log: Option<&str>,
+    floor: Option<&Result<Floor, String>>,
 ) -> Value {
     let sessions = plan.sessions() as f64;
     let hold = &stats.traffic[Phase::Hold as usize];
@@ -104,6 +174,10 @@ pub fn build(
         .iter()
         .map(|t| t.welcome_bytes.load(Relaxed))
         .sum();
+    // The frames the server handled in the hold: every frame the bench sent, and every frame
+    // its sessions received.
+    let frames_in = hold.sent_frames.load(Relaxed);
+    let frames_out = hold.frames.load(Relaxed) + hold.other_frames.load(Relaxed);
     let server = res.idle.map(|idle| {
         let cpu = |a: Option<ProcSample>, b: Option<ProcSample>| {
             a.zip(b).map(|(a, b)| round2((b.cpu_s - a.cpu_s).max(0.0)))
@@ -111,6 +185,18 @@ pub fn build(
         let peak = res.end.or(res.hold_end).map_or(0, |s| s.hwm);
         let held = res.hold_end.map_or(0, |s| s.rss);
         let hold_cpu = cpu(res.hold_start, res.hold_end);
+        let hold_split = res
+            .hold_start
+            .zip(res.hold_end)
+            .map(|(a, b)| (b.user_s - a.user_s, b.kernel_s - a.kernel_s));
+        let per_frame = hold_split.map_or(Value::Null, |(user, kernel)| {
+            let mut v = per_frame(user, kernel, frames_in + frames_out);
+            if v.is_object() {
+                v["frames_in"] = json!(frames_in);
+                v["frames_out"] = json!(frames_out);
+            }
+            v
+        });
         json!({
             "idle_rss_mib": mib(idle.rss),
             "admitted_rss_mib": res.admitted.map(|s| mib(s.rss)),
@@ -120,6 +206,9 @@ pub fn build(
             "held_rss_per_session_kib": round1(held.saturating_sub(idle.rss) as f64 / 1024.0 / sessions),
             "cpu_s_admission": cpu(res.idle, res.admitted),
             "cpu_s_hold": hold_cpu,
+            "cpu_s_hold_user": hold_split.map(|(u, _)| round2(u)),
+            "cpu_s_hold_kernel": hold_split.map(|(_, k)| round2(k)),
+            "cpu_us_per_frame": per_frame,
             "cpu_percent_hold": hold_cpu.map(|c| round1(c / timing.hold_s.max(1e-9) * 100.0)),
             "cpu_s_total": res.end.or(res.hold_end).map(|s| round2(s.cpu_s)),
             "threads": res.hold_end.map(|s| s.threads),
@@ -140,9 +229,21 @@ pub fn build(
         "admission_incomplete": timing.admission_incomplete,
         "samples": stats.problems(),
     });
+    let floor = floor.map(|f| match f {
+        Ok(f) => floor_json(
+            f,
+            frames_in,
+            frames_out,
+            server
+                .as_ref()
+                .map_or(&Value::Null, |s| &s["cpu_us_per_frame"]),
+        ),
+        Err(e) => json!({ "error": e }),
+    });
     let mut report = json!({
         "scenario": plan.scenario.name(),
         "smoke": plan.smoke,
+        "server_bin": plan.target.is_none().then(|| plan.server_bin.display().to_string()),
         "plan": {
             "rooms": plan.rooms,
             "members": plan.members,
@@ -218,6 +319,7 @@ pub fn build(
         },
         "server": server,
         "bench": res.bench.map(|b| json!({ "cpu_s": round2(b.cpu_s), "peak_rss_mib": mib(b.hwm) })),
+        "floor": floor,
         "machine": {
             "others_cores_hold": res.others_cores_hold.map(round2),
             "steal_pct_hold": res.steal_pct_hold.map(round1),
@@ -296,6 +398,84 @@ fn targets(plan: &Plan, r: &Value) -> Value {
     Value::Array(out)
 }
 
+/// "1.2 µs user + 3.4 µs kernel = 4.6 µs total".
+fn us_split(v: &Value) -> String {
+    format!(
+        "{} µs user + {} µs kernel = {} µs total",
+        v["user"], v["kernel"], v["total"]
+    )
+}
+
+/// The floor's rows of the table.
+fn floor_rows(f: &Value, row: &mut impl FnMut(&str, String)) {
+    if let Some(e) = f["error"].as_str() {
+        row("floor", format!("not measured: {e}"));
+        return;
+    }
+    if !f.is_object() {
+        return;
+    }
+    let capped = match f["capped_by_open_file_limit"].as_u64() {
+        Some(limit) => format!(
+            " (capped from {}: both ends in one process, open-file limit {limit})",
+            f["sockets_wanted"]
+        ),
+        None => String::new(),
+    };
+    let rounds = f["rounds"].as_array().map_or(0, Vec::len);
+    let of = match f["quiet_rounds"].as_u64() {
+        Some(0) => format!(
+            "median of {rounds} rounds, none quiet (other processes + steal ≥ {QUIET_OTHERS_PCT}% \
+             of a core: reads low)"
+        ),
+        Some(q) if q as usize == rounds => format!("median of {rounds} rounds, all quiet"),
+        Some(q) => format!("median of the {q} quiet rounds of {rounds}"),
+        None => format!("median of {rounds} rounds"),
+    };
+    row(
+        "floor (raw sockets)",
+        format!(
+            "{of}; {} frames each, {} B, over {} loopback sockets{capped}",
+            f["frames_per_round"], f["frame_bytes"], f["sockets"]
+        ),
+    );
+    row("  writer, per frame", us_split(&f["writer_us_per_frame"]));
+    row(
+        "  reader, per frame",
+        format!(
+            "{} ({} frames per read, {} sleeps per frame)",
+            us_split(&f["reader_us_per_frame"]),
+            f["frames_per_read"],
+            f["reader_sleeps_per_frame"]
+        ),
+    );
+    if let Some(rounds) = f["rounds"].as_array() {
+        let each: Vec<String> = rounds
+            .iter()
+            .map(|r| {
+                format!(
+                    "{} + {} µs (steal {}%, others {} cores)",
+                    r["writer_us_per_frame"]["total"],
+                    r["reader_us_per_frame"]["total"],
+                    r["steal_pct"],
+                    r["others_cores"]
+                )
+            })
+            .collect();
+        row("  rounds, writer + reader", each.join("; "));
+    }
+    if f["us_per_frame"].is_object() {
+        // No ratio when the bench did not start the server (--target): its CPU is unknown.
+        let ratio = f["ratio"]
+            .as_f64()
+            .map_or(String::new(), |r| format!("; server ÷ floor = {r}"));
+        row(
+            "  floor, this run's mix",
+            format!("{}{ratio}", us_split(&f["us_per_frame"])),
+        );
+    }
+}
+
 fn lat(v: &Value) -> String {
     if v["count"].as_u64().unwrap_or(0) == 0 {
         return "no samples".into();
@@ -320,6 +500,9 @@ pub fn table(r: &Value) -> String {
             p["rooms"], p["members"], p["sessions"], p["hold_s"], p["control_rate"], p["chat_rate"], p["connect_rate"]
         ),
     );
+    if let Some(bin) = r["server_bin"].as_str() {
+        row("server binary", bin.to_owned());
+    }
     let a = &r["admission"];
     row(
         "admitted",
@@ -445,6 +628,19 @@ pub fn table(r: &Value) -> String {
             ),
         );
     }
+    let cpu_frame = &s["cpu_us_per_frame"];
+    if cpu_frame.is_object() {
+        row(
+            "server cpu/frame (hold)",
+            format!(
+                "{} ({} frames in + {} out)",
+                us_split(cpu_frame),
+                cpu_frame["frames_in"],
+                cpu_frame["frames_out"]
+            ),
+        );
+    }
+    floor_rows(&r["floor"], &mut row);
     if let Some(b) = r["bench"].as_object() {
         row(
             "load generator",

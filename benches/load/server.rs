@@ -157,6 +157,10 @@ pub struct ProcSample {
     pub hwm: u64,
     /// User + system CPU time, seconds.
     pub cpu_s: f64,
+    /// User CPU time (utime), seconds: the process's own code, apart from the kernel's.
+    pub user_s: f64,
+    /// System CPU time (stime), seconds: syscalls, and on loopback the peer's TCP work.
+    pub kernel_s: f64,
     /// Threads.
     pub threads: u64,
 }
@@ -178,11 +182,14 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     let after = &stat[stat.rfind(')')? + 2..];
     let fields: Vec<&str> = after.split_whitespace().collect();
     let ticks = |i: usize| fields.get(i - 3).and_then(|v| v.parse::<f64>().ok());
-    let cpu_ticks = ticks(14)? + ticks(15)?;
+    let (utime, stime) = (ticks(14)?, ticks(15)?);
+    let hz = clock_ticks_per_second();
     Some(ProcSample {
         rss: field("VmRSS:") * 1024,
         hwm: field("VmHWM:") * 1024,
-        cpu_s: cpu_ticks / clock_ticks_per_second(),
+        cpu_s: (utime + stime) / hz,
+        user_s: utime / hz,
+        kernel_s: stime / hz,
         threads: field("Threads:"),
     })
 }

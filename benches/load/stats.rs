@@ -35,9 +35,14 @@ impl Phase {
     }
 }
 
-/// Bytes and frames received during one phase.
+/// Bytes and frames received (and frames sent) during one phase.
 #[derive(Default)]
 pub struct Traffic {
+    /// Frames the bench sent (text frames, and the pongs its WebSocket library returns):
+    /// the frames the server read, for its CPU per frame.
+    pub sent_frames: AtomicU64,
+    /// Frames received that carry no text (the server's pings): the server wrote them too.
+    pub other_frames: AtomicU64,
     /// Every text frame's payload bytes.
     pub bytes: AtomicU64,
     /// Text frames.
