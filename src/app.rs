@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
-use actix_web::{middleware, web, App, HttpServer};
+use actix_web::{web, App, HttpServer};
 
 use crate::access::Access;
 use crate::config::Config;
@@ -166,8 +166,7 @@ pub fn start(config: Config) -> std::io::Result<RunningServer> {
     let connections = (!app_state.config.trust_proxy).then(|| app_state.connections_per_ip.clone());
     let server = HttpServer::new(move || {
         App::new()
-            .wrap(middleware::from_fn(http::guard::admit))
-            .wrap(http::guard::security_headers())
+            .wrap(http::guard::Guard)
             .configure(|cfg| http::routes(cfg, app_state.clone()))
     })
     .workers(workers)

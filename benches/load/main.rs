@@ -85,7 +85,15 @@ fn run(options: Options) -> Result<bool, String> {
         None => {
             let flags = server::server_flags(&plan);
             let binary = plan.server_bin.display().to_string();
-            eprintln!("load: starting {binary} {}", flags.join(" "));
+            let env: Vec<String> = server::SERVER_ENV
+                .iter()
+                .map(|(k, v)| format!("{k}={v}"))
+                .collect();
+            eprintln!(
+                "load: starting {} {binary} {}",
+                env.join(" "),
+                flags.join(" ")
+            );
             let (s, addr) = Spawned::start(&binary, &flags)?;
             (Some(s), addr)
         }

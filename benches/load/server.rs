@@ -64,8 +64,16 @@ pub fn server_flags(plan: &Plan) -> Vec<String> {
         .collect()
 }
 
+/// Limits the bench lifts through the environment rather than flags: a binary that predates
+/// them ignores an unknown variable but would refuse an unknown flag, and `--server-bin` runs
+/// older builds. Every session comes from 127.0.0.1, so per-client caps would refuse the load.
+pub const SERVER_ENV: &[(&str, &str)] = &[
+    ("WT_MAX_CONNECTIONS_PER_IP", "0"),
+    ("WT_MAX_ROOMS_PER_IP", "0"),
+];
+
 impl Spawned {
-    /// Starts the server binary and waits for its `listening on` line.
+    /// Starts the server binary with [`SERVER_ENV`] and waits for its `listening on` line.
     pub fn start(binary: &str, flags: &[String]) -> Result<(Spawned, SocketAddr), String> {
         let log =
             std::env::temp_dir().join(format!("watch-together-bench-{}.log", std::process::id()));
@@ -73,6 +81,7 @@ impl Spawned {
             File::create(&log).map_err(|e| format!("cannot create {}: {e}", log.display()))?;
         let mut child = Command::new(binary)
             .args(flags)
+            .envs(SERVER_ENV.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(log_file)
