@@ -53,6 +53,7 @@ async fn media_is_listed_and_served_with_ranges() {
     ] {
         assert_eq!(srv.get_raw(bad, &[]).await.0, 404, "{bad}");
     }
+    std::fs::remove_dir_all(&dir).unwrap();
 }
 
 #[actix_rt::test]
@@ -62,6 +63,7 @@ async fn an_empty_media_directory_lists_nothing() {
     let srv = TestServer::with(|c| c.media_dir = Some(empty.clone())).await;
     assert_eq!(srv.get("/api/media").await, (200, serde_json::json!([])));
     assert_eq!(srv.get_raw("/media/clip.mp4", &[]).await.0, 404);
+    std::fs::remove_dir_all(&empty).unwrap();
 }
 
 #[actix_rt::test]
