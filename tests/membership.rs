@@ -194,6 +194,37 @@ async fn chat_is_broadcast_and_replayed_oldest_first() {
     assert!(welcome["chat"][0]["at"].as_f64().unwrap() > 1.6e12);
 }
 
+/// Issue 14, item 12: the history every newcomer's `welcome` replays is bounded in bytes
+/// too, whatever `--chat-history` allows.
+#[actix_rt::test]
+async fn chat_history_is_capped_in_bytes() {
+    let srv = TestServer::with(|c| {
+        c.chat_history = 100;
+        c.chat_history_bytes = 1000;
+        c.chat_burst = 100;
+    })
+    .await;
+    let (room, _) = srv.create_room(json!({})).await;
+    let (mut ann, _) = srv.join(&room, json!({"name": "Ann"})).await;
+    for i in 0..10 {
+        let text = format!("{i} {}", "é".repeat(200)); // 402 bytes
+        ann.send(json!({"type": "chat", "text": text})).await;
+        ann.expect("chat").await;
+    }
+    let (_bob, welcome) = srv.join(&room, json!({"name": "Bob"})).await;
+    let texts: Vec<&str> = welcome["chat"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["text"].as_str().unwrap())
+        .collect();
+    assert_eq!(texts.len(), 2, "two messages of 402 bytes fit in 1000");
+    assert!(
+        texts[0].starts_with("8 ") && texts[1].starts_with("9 "),
+        "the newest kept"
+    );
+}
+
 #[actix_rt::test]
 async fn transfer_host_hands_the_role_over() {
     let srv = TestServer::start().await;

@@ -75,3 +75,18 @@ test('ping schedule: a quick burst, then a steady interval', () => {
   assert.ok(delays.slice(0, BURST_COUNT).every((d) => d < 500));
   assert.ok(delays.slice(BURST_COUNT).every((d) => d === STEADY_INTERVAL_MS));
 });
+
+test('reset starts measuring afresh but keeps the estimate until a new sample', () => {
+  let now = 0;
+  const clock = new ClockSync({ now: () => now });
+  clock.onPong({ t0: 0, t1: 5010, t2: 5010 }, 20);
+  assert.equal(clock.offsetMs, 5000);
+  clock.reset();
+  assert.equal(clock.samples.length, 0);
+  assert.equal(clock.offsetMs, 5000, 'a playing video keeps its course meanwhile');
+  assert.ok(clock.synced);
+  // The restarted server's clock is 40 ms further on: the first new sample alone decides.
+  now = 1000;
+  clock.onPong({ t0: 1000, t1: 6050, t2: 6050 }, 1020);
+  assert.equal(clock.offsetMs, 5040);
+});
