@@ -61,6 +61,10 @@ pub struct Config {
     #[arg(long, env = "WT_CHAT_HISTORY", default_value_t = 100)]
     pub chat_history: usize,
 
+    /// Most videos in a room's queue.
+    #[arg(long, env = "WT_MAX_QUEUE", default_value_t = 200)]
+    pub max_queue: usize,
+
     /// Most bytes of chat text kept per room (the oldest messages go first beyond it), so
     /// the history every newcomer's `welcome` carries stays small.
     #[arg(long, env = "WT_CHAT_HISTORY_BYTES", default_value_t = 64 * 1024)]
@@ -195,6 +199,7 @@ impl Config {
         RoomSettings {
             chat_history: self.chat_history,
             chat_history_bytes: self.chat_history_bytes,
+            max_queue: self.max_queue,
             refuse_private_urls: self.refuse_private_urls,
             max_members: self.max_members,
             grace_ms: self.host_grace.as_secs_f64() * 1000.0,

@@ -27,6 +27,8 @@ impl WireError for DecodeError {
             DecodeError::BadJson(_) => ErrorCode::BadJson,
             DecodeError::UnknownType(_) => ErrorCode::UnknownType,
             DecodeError::BadMessage(_) => ErrorCode::BadMessage,
+            DecodeError::InvalidName(_) => ErrorCode::InvalidName,
+            DecodeError::InvalidChat(_) => ErrorCode::InvalidChat,
         }
     }
 }
@@ -95,6 +97,15 @@ pub enum RoomError {
     /// The video is well-formed but this server's policy refuses it.
     #[error("{0}")]
     VideoRefused(String),
+    /// The queue is at its length limit.
+    #[error("the queue is full ({0} items)")]
+    QueueFull(usize),
+    /// No queue item has that id.
+    #[error("no queue item with id {0}")]
+    NoSuchQueueItem(u64),
+    /// `next` with nothing queued.
+    #[error("the queue is empty")]
+    QueueEmpty,
 }
 
 impl WireError for RoomError {
@@ -108,6 +119,9 @@ impl WireError for RoomError {
             RoomError::NoSuchParticipant(_) => ErrorCode::NotFound,
             RoomError::NotMember => ErrorCode::NotJoined,
             RoomError::VideoRefused(_) => ErrorCode::BadMessage,
+            RoomError::QueueFull(_) => ErrorCode::QueueFull,
+            RoomError::NoSuchQueueItem(_) => ErrorCode::NotFound,
+            RoomError::QueueEmpty => ErrorCode::QueueEmpty,
         }
     }
 }

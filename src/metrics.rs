@@ -22,6 +22,8 @@ pub const LIMITS: &[&str] = &[
 ];
 /// Reasons a member is removed without a clean close.
 pub const EVICTION_REASONS: &[&str] = &["slow", "silent", "timeout"];
+/// How a hold for buffering members ends.
+pub const HOLD_OUTCOMES: &[&str] = &["ready", "left", "timeout", "cancelled"];
 
 /// A labelled counter family with the handle of every known label resolved once.
 /// `with_label_values` takes a read lock and hashes the labels on each call, and some of these
@@ -78,6 +80,12 @@ pub struct Metrics {
     /// Time from a session receiving a control or chat frame to the room having queued it
     /// to every member.
     pub broadcast_seconds: Histogram,
+    /// Holds for buffering members, by how they ended.
+    holds: Labelled,
+    /// |drift| that clients report in `status`, in ms: how well viewers are in sync.
+    client_drift_ms: Histogram,
+    /// Round trip that clients report in `status`, in ms.
+    client_rtt_ms: Histogram,
 }
 
 impl Metrics {
@@ -104,6 +112,29 @@ impl Metrics {
             "reason",
         );
         let rejected = family("rejected_total", "Requests refused by a limit", "limit");
+        let holds = family(
+            "holds_total",
+            "Holds for buffering members, by how they ended",
+            "outcome",
+        );
+        let histogram = |name: &str, help: &str, buckets: Vec<f64>| {
+            Histogram::with_opts(HistogramOpts::new(name, help).buckets(buckets))
+                .expect("valid metric")
+        };
+        let client_drift_ms = histogram(
+            "client_drift_ms",
+            "Absolute drift from the room clock that clients report, in ms",
+            vec![
+                2.0, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0,
+            ],
+        );
+        let client_rtt_ms = histogram(
+            "client_rtt_ms",
+            "Round trip to the server that clients report, in ms",
+            vec![
+                5.0, 10.0, 25.0, 50.0, 100.0, 150.0, 250.0, 400.0, 750.0, 1500.0,
+            ],
+        );
         let client_types: Vec<&'static str> =
             CLIENT_TYPES.iter().copied().chain(["invalid"]).collect();
         let m = Metrics {
@@ -113,6 +144,9 @@ impl Metrics {
             frames_out: Labelled::new(&frames_out, SERVER_TYPES),
             evictions: Labelled::new(&evictions, EVICTION_REASONS),
             rejected: Labelled::new(&rejected, LIMITS),
+            holds: Labelled::new(&holds, HOLD_OUTCOMES),
+            client_drift_ms: client_drift_ms.clone(),
+            client_rtt_ms: client_rtt_ms.clone(),
             errors_sent: IntCounter::new("errors_sent_total", "Error messages sent to clients")
                 .expect("valid metric"),
             broadcast_seconds: Histogram::with_opts(
@@ -135,6 +169,9 @@ impl Metrics {
             Box::new(frames_out),
             Box::new(evictions),
             Box::new(rejected),
+            Box::new(holds),
+            Box::new(client_drift_ms),
+            Box::new(client_rtt_ms),
             Box::new(m.errors_sent.clone()),
             Box::new(m.broadcast_seconds.clone()),
         ] {
@@ -158,6 +195,17 @@ impl Metrics {
     /// Counts `n` frames of type `kind` queued to sessions.
     pub fn frames_out(&self, kind: &str, n: u64) {
         self.frames_out.inc_by(kind, n);
+    }
+
+    /// Counts a hold that ended with `outcome` (one of [`HOLD_OUTCOMES`]).
+    pub fn hold(&self, outcome: &str) {
+        self.holds.inc_by(outcome, 1);
+    }
+
+    /// Records a client's sync report.
+    pub fn client_report(&self, rtt_ms: f64, drift_ms: f64) {
+        self.client_rtt_ms.observe(rtt_ms);
+        self.client_drift_ms.observe(drift_ms.abs());
     }
 
     /// Counts one client message of type `kind` (or `invalid`).

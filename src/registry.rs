@@ -16,7 +16,8 @@ use crate::ids::{RoomId, Secret};
 use crate::limits::per_ip::{SessionCounter, SessionSlot};
 use crate::metrics::Metrics;
 use crate::protocol::{ControlMode, Video};
-use crate::room::actor::{RoomActor, RoomTiming, Shutdown};
+use crate::room::actor::{RoomActor, RoomTiming};
+use crate::room::mailbox::Shutdown;
 use crate::room::state::{RoomSettings, RoomState};
 
 /// One room in the registry.

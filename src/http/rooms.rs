@@ -15,7 +15,7 @@ use crate::http::MAX_BODY_BYTES;
 use crate::ids::RoomId;
 use crate::protocol::{clean_room_name, ControlMode, Video};
 use crate::registry::NewRoom;
-use crate::room::actor::GetSummary;
+use crate::room::mailbox::GetSummary;
 
 /// Body of `POST /api/rooms`; every field is optional.
 #[derive(Debug, Default, Deserialize)]

@@ -12,6 +12,8 @@ pub const MAX_NAME_CHARS: usize = 32;
 pub const MAX_CHAT_CHARS: usize = 500;
 /// Longest accepted room name, in characters, after trimming.
 pub const MAX_ROOM_NAME_CHARS: usize = 80;
+/// Longest accepted queue item title, in characters, after trimming.
+pub const MAX_TITLE_CHARS: usize = 200;
 
 /// Characters that are not seen but change what is seen: bidirectional embeddings,
 /// overrides, isolates and marks, zero-width spaces and joiners that are not needed to
@@ -87,6 +89,13 @@ fn clean_label(raw: &str, min: usize, max: usize, what: &str) -> Result<String, 
     Ok(label.to_owned())
 }
 
+/// Trims a queue item's title and checks it like a room name (at most 200 characters);
+/// `None` when nothing is left.
+pub fn clean_title(raw: &str) -> Result<Option<String>, String> {
+    let title = clean_label(raw, 0, MAX_TITLE_CHARS, "title")?;
+    Ok((!title.is_empty()).then_some(title))
+}
+
 /// Trims chat text and checks it: 1–500 characters, no control characters.
 pub fn clean_chat(raw: &str) -> Result<String, String> {
     let text = raw.trim();
@@ -144,6 +153,14 @@ mod tests {
         assert!(clean_room_name(&"x".repeat(81)).is_err());
         assert!(clean_room_name("Movie\u{202E}night").is_err());
         assert!(clean_room_name("a\tb").is_err());
+    }
+
+    #[test]
+    fn titles_are_optional_and_clean() {
+        assert_eq!(clean_title("  ").unwrap(), None);
+        assert_eq!(clean_title(" Ep. 2 ").unwrap().as_deref(), Some("Ep. 2"));
+        assert!(clean_title(&"x".repeat(201)).is_err());
+        assert!(clean_title("a\u{202E}b").is_err());
     }
 
     #[test]

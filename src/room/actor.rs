@@ -7,127 +7,29 @@
 //! buffer without bound (docs/architecture.md, "Slow and dead clients").
 
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use actix::prelude::*;
 use bytestring::ByteString;
 
 use crate::clock::{self, ServerMs};
 use crate::error::{RoomError, WireError};
-use crate::ids::{ParticipantId, RoomId};
+use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
-use crate::protocol::{CloseCode, ControlMode, ParticipantRef, Playback, ServerMessage};
+use crate::protocol::{CloseCode, JoinRequest, RoomCommand, ServerMessage};
 use crate::registry::Rooms;
 use crate::room::link::{FrameKind, Offered, QueueLimits, SessionLink};
+use crate::room::mailbox::{
+    Admitted, Disconnect, FromMember, GetSummary, Join, RoomSummary, SessionEnd, Shutdown,
+};
 use crate::room::paced::PacedFanOut;
-use crate::room::state::{Audience, ConnId, Control, Effect, RoomState};
+use crate::room::state::{Audience, ConnId, Effect, RoomState};
 
 /// How often the room flushes presence, ends grace periods and checks for silent members.
 pub const TICK: Duration = Duration::from_secs(1);
 /// Slices in which a big room hands out its presence, one every `TICK / PRESENCE_STEPS`, so
 /// the last is out before the next tick (see `room::paced`).
 pub const PRESENCE_STEPS: u32 = 20;
-
-/// Join request from a session; answered with the participant id (the `welcome` itself is
-/// delivered through the link, so it is ordered before every later broadcast).
-#[derive(Message)]
-#[rtype(result = "Result<ParticipantId, RoomError>")]
-pub struct Join {
-    /// The connection's id.
-    pub conn: ConnId,
-    /// How to reach the session.
-    pub link: SessionLink,
-    /// Requested display name.
-    pub name: String,
-    /// Host token, if the client has one.
-    pub host_token: Option<String>,
-    /// Resume token, if the client is reconnecting.
-    pub resume_token: Option<String>,
-}
-
-/// Something a joined participant asks the room to do.
-#[derive(Debug)]
-pub enum MemberRequest {
-    /// Play, pause, seek, rate or load.
-    Control(Control),
-    /// A chat message.
-    Chat(String),
-    /// Hand over the host role.
-    TransferHost(ParticipantId),
-    /// Change who may control.
-    SetControl(ControlMode),
-    /// Sync report.
-    Status {
-        /// Round trip.
-        rtt_ms: f64,
-        /// Drift.
-        drift_ms: f64,
-        /// Buffering.
-        buffering: bool,
-    },
-}
-
-/// A request from a joined participant's session.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct FromMember {
-    /// Who.
-    pub id: ParticipantId,
-    /// Over which connection (requests from a replaced connection are refused).
-    pub conn: ConnId,
-    /// What.
-    pub request: MemberRequest,
-    /// When the session received the frame, for the broadcast latency metric.
-    pub received: Instant,
-}
-
-/// A session ended.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Disconnect {
-    /// Who.
-    pub id: ParticipantId,
-    /// Which connection ended.
-    pub conn: ConnId,
-    /// How it ended, which decides whether the participant keeps its resume grace period.
-    pub ended: SessionEnd,
-}
-
-/// How a session ended, as far as its room cares.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SessionEnd {
-    /// A clean close, such as a reload: the participant keeps its grace period.
-    Closed,
-    /// The heartbeat gave up on the client: removed at once.
-    TimedOut,
-}
-
-/// The room as shown by `GET /api/rooms/{id}`.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RoomSummary {
-    /// Room id.
-    pub room_id: RoomId,
-    /// Room name.
-    pub name: String,
-    /// Control mode.
-    pub control: ControlMode,
-    /// Participant count.
-    pub participants: usize,
-    /// The host, if any.
-    pub host: Option<ParticipantRef>,
-    /// The live clock.
-    pub playback: Playback,
-}
-
-/// Asks for the room's summary.
-#[derive(Message)]
-#[rtype(result = "RoomSummary")]
-pub struct GetSummary;
-
-/// The server is shutting down: tell everyone and close every connection with 1012.
-#[derive(Message)]
-#[rtype(result = "()")]
-pub struct Shutdown;
 
 /// Timing rules the actor needs beyond the room's own settings.
 #[derive(Clone, Debug)]
@@ -162,6 +64,8 @@ pub struct RoomActor {
     paced: Option<PacedFanOut<(ParticipantId, ConnId)>>,
     /// Which pacing run is current, so a step scheduled for an earlier one does nothing.
     paced_run: u64,
+    /// The timer set for the state's next deadline, and the deadline it is for.
+    deadline: Option<(ServerMs, SpawnHandle)>,
 }
 
 impl RoomActor {
@@ -181,6 +85,7 @@ impl RoomActor {
             ever_joined: false,
             paced: None,
             paced_run: 0,
+            deadline: None,
         }
     }
 
@@ -317,11 +222,34 @@ impl RoomActor {
         self.deliver(effects);
     }
 
+    /// Sets a timer for the state's next deadline (a video's end, a hold's timeout, a start
+    /// to check), replacing one set for another moment. Called after anything that may
+    /// have moved it.
+    fn schedule_deadline(&mut self, ctx: &mut Context<Self>) {
+        let next = self.state.next_deadline();
+        if self.deadline.as_ref().map(|(due, _)| *due) == next {
+            return;
+        }
+        if let Some((_, timer)) = self.deadline.take() {
+            ctx.cancel_future(timer);
+        }
+        if let Some(due) = next {
+            let wait = Duration::from_secs_f64((due - clock::now_ms()).max(0.0) / 1000.0);
+            let timer = ctx.run_later(wait, |room, ctx| {
+                room.deadline = None;
+                let effects = room.state.on_deadline(clock::now_ms());
+                room.deliver(effects);
+                room.schedule_deadline(ctx);
+            });
+            self.deadline = Some((due, timer));
+        }
+    }
+
     /// Removes a member at once, counts it, and ends its queue with a close in place of
     /// the backlog. The session writes the close when it next runs; a client that never
     /// reads again never gets it, and the kernel's TCP_USER_TIMEOUT reclaims the socket.
     fn evict(&mut self, id: &ParticipantId, conn: ConnId, why: Eviction) -> Vec<Effect> {
-        let (link, effects) = self.state.evict(id, conn);
+        let (link, effects) = self.state.evict(id, conn, clock::now_ms());
         if let Some(link) = link {
             let reason = why.reason();
             tracing::info!(room = %self.state.info().id, participant = %id, reason, "evicted");
@@ -339,7 +267,11 @@ impl RoomActor {
         }]);
     }
 
+    /// Notes whether the room is empty, and counts holds that ended (after every change).
     fn note_occupancy(&mut self) {
+        for outcome in self.state.take_hold_outcomes() {
+            self.metrics.hold(outcome.label());
+        }
         if self.state.is_empty() {
             self.empty_since.get_or_insert_with(clock::now_ms);
         } else {
@@ -376,6 +308,8 @@ impl RoomActor {
         if let Some(presence) = paced {
             self.start_paced(&presence.message, ctx);
         }
+        // Members leaving may have ended a hold (and with it, moved the deadline).
+        self.schedule_deadline(ctx);
         if let Some(since) = self.empty_since {
             let ttl = if self.ever_joined {
                 self.timing.idle_ttl_ms
@@ -464,16 +398,21 @@ impl Actor for RoomActor {
 }
 
 impl Handler<Join> for RoomActor {
-    type Result = Result<ParticipantId, RoomError>;
+    type Result = Result<Admitted, RoomError>;
 
-    fn handle(&mut self, msg: Join, _ctx: &mut Self::Context) -> Self::Result {
+    fn handle(&mut self, msg: Join, ctx: &mut Self::Context) -> Self::Result {
         let now = clock::now_ms();
+        let JoinRequest {
+            name,
+            host_token,
+            resume_token,
+        } = msg.request;
         let joined = self.state.join(
             msg.conn,
             msg.link,
-            &msg.name,
-            msg.host_token.as_deref(),
-            msg.resume_token.as_deref(),
+            name,
+            host_token.as_deref(),
+            resume_token.as_deref(),
             now,
         )?;
         if let Some(old) = joined.replaced {
@@ -484,48 +423,35 @@ impl Handler<Join> for RoomActor {
                 now,
             );
         }
-        // unwrap: the participant was admitted just above
-        let welcome = self.state.welcome(&joined.id, now).unwrap();
         self.ever_joined = true;
-        let mut effects = vec![Effect {
-            to: Audience::One(joined.id.clone()),
-            message: welcome,
-        }];
-        effects.extend(joined.effects);
-        self.deliver(effects);
-        Ok(joined.id)
+        self.metrics.frames_out("welcome", 1);
+        self.deliver(joined.effects);
+        self.schedule_deadline(ctx);
+        Ok(Admitted {
+            id: joined.id,
+            welcome: joined.welcome.encode(),
+        })
     }
 }
 
 impl Handler<FromMember> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, msg: FromMember, _ctx: &mut Self::Context) {
+    fn handle(&mut self, msg: FromMember, ctx: &mut Self::Context) {
         let now = clock::now_ms();
         let id = &msg.id;
         if self.state.link(id).map(|(conn, _)| conn) != Some(msg.conn) {
             // Evicted, expired or replaced: this connection no longer speaks for anyone.
             return;
         }
-        let fans_out = matches!(
-            msg.request,
-            MemberRequest::Control(_) | MemberRequest::Chat(_)
-        );
-        let result = match msg.request {
-            MemberRequest::Control(control) => self.state.control(id, control, now),
-            MemberRequest::Chat(text) => self.state.chat(id, &text, now),
-            MemberRequest::TransferHost(to) => self.state.transfer_host(id, &to),
-            MemberRequest::SetControl(mode) => self.state.set_control(id, mode),
-            MemberRequest::Status {
-                rtt_ms,
-                drift_ms,
-                buffering,
-            } => {
-                self.state.status(id, rtt_ms, drift_ms, buffering);
-                Ok(Vec::new())
-            }
-        };
-        match result {
+        if let RoomCommand::Status {
+            rtt_ms, drift_ms, ..
+        } = &msg.command
+        {
+            self.metrics.client_report(*rtt_ms, *drift_ms);
+        }
+        let fans_out = msg.command.fans_out();
+        match self.state.apply(id, msg.command, now) {
             Ok(effects) => {
                 self.deliver(effects);
                 if fans_out {
@@ -536,22 +462,20 @@ impl Handler<FromMember> for RoomActor {
             }
             Err(err) => self.reply_error(id, err),
         }
+        self.schedule_deadline(ctx);
     }
 }
 
 impl Handler<Disconnect> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, msg: Disconnect, _ctx: &mut Self::Context) {
-        let why = match msg.ended {
-            SessionEnd::Closed => {
-                self.state.disconnect(&msg.id, msg.conn, clock::now_ms());
-                return;
-            }
-            SessionEnd::TimedOut => Eviction::Timeout,
+    fn handle(&mut self, msg: Disconnect, ctx: &mut Self::Context) {
+        let effects = match msg.ended {
+            SessionEnd::Closed => self.state.disconnect(&msg.id, msg.conn, clock::now_ms()),
+            SessionEnd::TimedOut => self.evict(&msg.id, msg.conn, Eviction::Timeout),
         };
-        let effects = self.evict(&msg.id, msg.conn, why);
         self.deliver(effects);
+        self.schedule_deadline(ctx);
     }
 }
 
@@ -564,9 +488,12 @@ impl Handler<GetSummary> for RoomActor {
             room_id: info.id,
             name: info.name,
             control: info.control,
+            wait_for_buffering: info.wait_for_buffering,
+            buffering_timeout_s: info.buffering_timeout_s,
             participants: self.state.len(),
             host: self.state.host(),
             playback: self.state.playback(),
+            queued: self.state.queued(),
         })
     }
 }

@@ -1,6 +1,8 @@
-//! The authoritative playback clock: one per room, advanced only by accepted control messages.
+//! The authoritative playback clock: one per room, moved by accepted controls and by the
+//! room itself (a video's end, a hold for buffering members).
 
 use crate::clock::ServerMs;
+use crate::ids::ParticipantId;
 use crate::protocol::{Playback, Video};
 
 /// Shortest lead before a scheduled start: enough for a message to cross a fast network.
@@ -34,6 +36,13 @@ pub struct PlaybackClock {
     anchor: ServerMs,
     /// Bumped by every change so clients can drop stale updates.
     seq: u64,
+    /// The current video's length, once a client reported it.
+    duration: Option<f64>,
+    /// Played to the end with nothing queued: paused at `duration`.
+    ended: bool,
+    /// `seq` when the current video was loaded: a length reported for an older `seq` may
+    /// describe the previous video.
+    loaded_seq: u64,
 }
 
 impl PlaybackClock {
@@ -46,6 +55,9 @@ impl PlaybackClock {
             rate: 1.0,
             anchor: now,
             seq: 0,
+            duration: None,
+            ended: false,
+            loaded_seq: 0,
         }
     }
 
@@ -63,8 +75,19 @@ impl PlaybackClock {
         self.paused
     }
 
-    /// The wire form.
-    pub fn snapshot(&self) -> Playback {
+    /// Whether a video is loaded.
+    pub fn has_video(&self) -> bool {
+        self.video.is_some()
+    }
+
+    /// Server time at which a scheduled start happens (the anchor), or when the clock
+    /// started if it is already running; `None` while paused.
+    pub fn started_at(&self) -> Option<ServerMs> {
+        (!self.paused).then_some(self.anchor)
+    }
+
+    /// The wire form, with the members a hold waits for.
+    pub fn snapshot(&self, waiting_for: Vec<ParticipantId>) -> Playback {
         Playback {
             video: self.video.clone(),
             paused: self.paused,
@@ -72,14 +95,24 @@ impl PlaybackClock {
             rate: self.rate,
             anchor: self.anchor,
             seq: self.seq,
+            duration: self.duration,
+            ended: self.ended,
+            waiting_for,
         }
     }
 
     /// Plays from `position` (or the live position), starting at server time `start_at`.
+    /// After the end, playing again without a position starts over.
     pub fn play(&mut self, now: ServerMs, start_at: ServerMs, position: Option<f64>) {
-        self.position = position.unwrap_or_else(|| self.position_at(now));
+        let live = if self.ended {
+            0.0
+        } else {
+            self.position_at(now)
+        };
+        self.position = position.unwrap_or(live);
         self.anchor = start_at.max(now);
         self.paused = false;
+        self.ended = false;
         self.seq += 1;
     }
 
@@ -88,6 +121,7 @@ impl PlaybackClock {
         self.position = position.unwrap_or_else(|| self.position_at(now));
         self.anchor = now;
         self.paused = true;
+        self.ended = false;
         self.seq += 1;
     }
 
@@ -96,7 +130,42 @@ impl PlaybackClock {
     pub fn seek(&mut self, now: ServerMs, start_at: ServerMs, position: f64) {
         self.position = position;
         self.anchor = if self.paused { now } else { start_at.max(now) };
+        self.ended = false;
         self.seq += 1;
+    }
+
+    /// Takes the video's length from a client report about playback `seq`: the first
+    /// report about the current video counts. True when it was taken.
+    pub fn set_duration(&mut self, seq: u64, duration: f64) -> bool {
+        if self.duration.is_some() || self.video.is_none() || seq < self.loaded_seq {
+            return false;
+        }
+        self.duration = Some(duration);
+        self.seq += 1;
+        true
+    }
+
+    /// Server time at which a playing clock reaches the video's end, if its length is known.
+    pub fn end_at(&self) -> Option<ServerMs> {
+        let duration = self.duration.filter(|_| !self.paused)?;
+        Some(self.anchor + (duration - self.position).max(0.0) / self.rate * 1000.0)
+    }
+
+    /// Stops at the end of the video: paused at its length, marked ended.
+    pub fn finish(&mut self, now: ServerMs) {
+        self.position = self.duration.unwrap_or_else(|| self.position_at(now));
+        self.anchor = now;
+        self.paused = true;
+        self.ended = true;
+        self.seq += 1;
+    }
+
+    /// Loads `video` and plays it from the start at `start_at` (the queue's next item).
+    pub fn play_video(&mut self, now: ServerMs, start_at: ServerMs, video: Video) {
+        self.load(now, video);
+        self.position = 0.0;
+        self.anchor = start_at.max(now);
+        self.paused = false;
     }
 
     /// Changes the rate without moving the position.
@@ -116,7 +185,10 @@ impl PlaybackClock {
         self.position = 0.0;
         self.paused = true;
         self.anchor = now;
+        self.duration = None;
+        self.ended = false;
         self.seq += 1;
+        self.loaded_seq = self.seq;
     }
 }
 
@@ -135,14 +207,14 @@ mod tests {
         let c = PlaybackClock::new(Some(yt()), 1000.0);
         assert_eq!(c.position_at(1000.0), 0.0);
         assert_eq!(c.position_at(99_000.0), 0.0);
-        assert_eq!(c.snapshot().seq, 0);
+        assert_eq!(c.snapshot(Vec::new()).seq, 0);
     }
 
     #[test]
     fn scheduled_play_holds_until_anchor_then_advances_at_rate() {
         let mut c = PlaybackClock::new(Some(yt()), 0.0);
         c.play(1000.0, 1300.0, Some(10.0));
-        assert_eq!(c.snapshot().anchor, 1300.0);
+        assert_eq!(c.snapshot(Vec::new()).anchor, 1300.0);
         assert_eq!(
             c.position_at(1000.0),
             10.0,
@@ -168,18 +240,18 @@ mod tests {
     fn start_is_never_scheduled_in_the_past() {
         let mut c = PlaybackClock::new(None, 0.0);
         c.play(500.0, 100.0, Some(0.0));
-        assert_eq!(c.snapshot().anchor, 500.0);
+        assert_eq!(c.snapshot(Vec::new()).anchor, 500.0);
     }
 
     #[test]
     fn seek_while_playing_schedules_while_paused_does_not() {
         let mut c = PlaybackClock::new(None, 0.0);
         c.seek(100.0, 400.0, 30.0);
-        assert_eq!(c.snapshot().anchor, 100.0);
+        assert_eq!(c.snapshot(Vec::new()).anchor, 100.0);
         assert!(c.is_paused());
         c.play(100.0, 400.0, None);
         c.seek(1000.0, 1250.0, 60.0);
-        assert_eq!(c.snapshot().anchor, 1250.0);
+        assert_eq!(c.snapshot(Vec::new()).anchor, 1250.0);
         assert_eq!(c.position_at(1100.0), 60.0);
         assert!((c.position_at(2250.0) - 61.0).abs() < 1e-9);
     }
@@ -189,7 +261,7 @@ mod tests {
         let mut c = PlaybackClock::new(None, 0.0);
         c.play(0.0, 500.0, Some(1.0));
         c.set_rate(100.0, 0.5);
-        let s = c.snapshot();
+        let s = c.snapshot(Vec::new());
         assert_eq!((s.anchor, s.position, s.rate), (500.0, 1.0, 0.5));
     }
 
@@ -201,12 +273,53 @@ mod tests {
         c.seek(20.0, 20.0, 5.0);
         c.set_rate(30.0, 1.25);
         c.load(40.0, yt());
-        let s = c.snapshot();
+        let s = c.snapshot(Vec::new());
         assert_eq!(s.seq, 5);
         assert!(s.paused);
         assert_eq!(s.position, 0.0);
         assert_eq!(s.rate, 1.25);
         assert_eq!(s.video, Some(yt()));
+    }
+
+    #[test]
+    fn the_end_is_reached_at_the_reported_duration_and_playing_again_starts_over() {
+        let mut c = PlaybackClock::new(Some(yt()), 0.0);
+        assert!(c.set_duration(0, 10.0));
+        assert!(!c.set_duration(1, 99.0), "the first report counts");
+        assert_eq!(c.end_at(), None, "a paused clock ends nowhere");
+        c.play(1000.0, 1500.0, Some(4.0));
+        assert_eq!(c.end_at(), Some(7500.0));
+        c.set_rate(2500.0, 2.0); // 5 s in, 5 s left at 2x
+        assert_eq!(c.end_at(), Some(5000.0));
+        c.finish(5000.0);
+        let s = c.snapshot(Vec::new());
+        assert!(s.paused && s.ended && s.position == 10.0);
+        c.play(6000.0, 6100.0, None);
+        assert_eq!(
+            c.snapshot(Vec::new()).position,
+            0.0,
+            "play after the end starts over"
+        );
+        assert!(!c.snapshot(Vec::new()).ended);
+    }
+
+    #[test]
+    fn a_length_reported_for_the_previous_video_is_ignored() {
+        let mut c = PlaybackClock::new(None, 0.0);
+        c.load(0.0, yt());
+        let first = c.snapshot(Vec::new()).seq;
+        c.play_video(
+            10.0,
+            100.0,
+            Video::Url {
+                url: "/media/b.mp4".into(),
+            },
+        );
+        assert!(!c.set_duration(first, 30.0), "about the video before");
+        let now = c.snapshot(Vec::new());
+        assert!(!now.paused && now.position == 0.0 && now.anchor == 100.0);
+        assert!(c.set_duration(now.seq, 30.0));
+        assert_eq!(c.snapshot(Vec::new()).duration, Some(30.0));
     }
 
     #[test]

@@ -9,42 +9,12 @@ use indexmap::{IndexMap, IndexSet};
 
 use crate::ids::ParticipantId;
 use crate::protocol::ServerMessage;
-use crate::room::state::Member;
+use crate::room::members::{Member, OUT_OF_SYNC_MS};
 
 /// Most entries in one big-room `presence`, so its size does not grow with the room.
 pub const BIG_ROOM_MAX_ENTRIES: usize = 12;
 /// Most departed ids in one big-room `presence`.
 pub const BIG_ROOM_MAX_LEFT: usize = 32;
-
-/// Round-trip bands (upper bounds, ms): in a big room, only a move between bands is news.
-pub const RTT_BANDS_MS: [f64; 3] = [50.0, 150.0, 400.0];
-/// Drift bands (upper bounds of |drift|, ms): in sync, slightly off, off, out of sync.
-pub const DRIFT_BANDS_MS: [f64; 3] = [50.0, 250.0, 1000.0];
-/// A connected, playing member whose |drift| is at least this counts as out of sync in
-/// `presence.out_of_sync_count` (the start of the "off" drift band).
-pub const OUT_OF_SYNC_MS: f64 = DRIFT_BANDS_MS[1];
-
-pub(super) fn band(value: Option<f64>, bounds: &[f64; 3]) -> u8 {
-    match value {
-        None => 0,
-        Some(v) => 1 + bounds.iter().filter(|b| v.abs() >= **b).count() as u8,
-    }
-}
-
-/// What the others were last told about a member, reduced to what is news in a big room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) struct Shown {
-    /// Connected, or away within grace.
-    pub(super) connected: bool,
-    /// Holds the host role.
-    pub(super) is_host: bool,
-    /// Waiting for data.
-    pub(super) buffering: bool,
-    /// Round-trip band (see [`RTT_BANDS_MS`]).
-    pub(super) rtt_band: u8,
-    /// Drift band (see [`DRIFT_BANDS_MS`]).
-    pub(super) drift_band: u8,
-}
 
 /// Running totals that every `presence` carries, so a view is right even when entries lag.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -2,8 +2,11 @@
 //!
 //! [`RoomState`] knows nothing about actors or sockets. Every operation takes the current
 //! server time and returns [`Effect`]s, typed messages addressed to participants, which the
-//! room actor encodes once and delivers. It is generic over `L`, the handle used to reach a
-//! connected participant, so unit tests use plain numbers where the actor uses mailboxes.
+//! room actor encodes once and delivers. A member's request is one [`RoomCommand`], applied
+//! by [`RoomState::apply`]; what the room does by itself when time passes (a video's end, a
+//! hold's timeout) happens in [`RoomState::on_deadline`], at [`RoomState::next_deadline`].
+//! It is generic over `L`, the handle used to reach a connected participant, so unit tests
+//! use plain numbers where the actor uses mailboxes.
 
 use indexmap::IndexMap;
 
@@ -12,12 +15,15 @@ use crate::error::RoomError;
 use crate::ids::{ParticipantId, RoomId, Secret};
 use crate::limits::TokenBucket;
 use crate::protocol::{
-    clean_chat, clean_name, ChatMessage, ControlMode, Entry, ParticipantRef, Playback, RoomInfo,
+    ChatMessage, ControlMode, Entry, ParticipantRef, Playback, RoomCommand, RoomInfo,
     ServerMessage, Video, Welcome,
 };
 use crate::room::chat::ChatLog;
+use crate::room::hold::{Hold, HoldOutcome};
+use crate::room::members::{Member, MemberRecord};
 use crate::room::playback::{start_lead_ms, PlaybackClock};
-use crate::room::presence::{band, PendingPresence, Shown, DRIFT_BANDS_MS, RTT_BANDS_MS};
+use crate::room::presence::PendingPresence;
+use crate::room::queue::Queue;
 
 /// Identifies one WebSocket connection, so a stale connection's events can be told apart
 /// from those of the connection that resumed the same participant.
@@ -42,6 +48,8 @@ pub struct RoomSettings {
     pub chat_burst: u32,
     /// Chat messages per second a participant may sustain.
     pub chat_per_second: f64,
+    /// Most items in a room's queue.
+    pub max_queue: usize,
 }
 
 impl RoomSettings {
@@ -67,6 +75,25 @@ impl Default for RoomSettings {
             presence_threshold: 50,
             chat_burst: 5,
             chat_per_second: 1.0,
+            max_queue: 200,
+        }
+    }
+}
+
+/// What the host of a room may change about it, besides who controls.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RoomOptions {
+    /// Whether a buffering member puts the room on hold.
+    pub wait_for_buffering: bool,
+    /// Longest hold, in seconds.
+    pub buffering_timeout_s: f64,
+}
+
+impl Default for RoomOptions {
+    fn default() -> Self {
+        RoomOptions {
+            wait_for_buffering: true,
+            buffering_timeout_s: 8.0,
         }
     }
 }
@@ -100,54 +127,6 @@ impl Effect {
     }
 }
 
-/// One participant.
-#[derive(Debug)]
-pub(super) struct Member<L> {
-    /// Display name.
-    name: String,
-    /// Proves ownership of this membership when reconnecting.
-    resume_token: Secret,
-    /// The live connection, if any: its id and the handle to reach it.
-    pub(super) link: Option<(ConnId, L)>,
-    /// When the connection dropped; the grace period runs from here.
-    away_since: Option<ServerMs>,
-    /// Last reported round trip.
-    rtt_ms: Option<f64>,
-    /// Last reported drift.
-    pub(super) drift_ms: Option<f64>,
-    /// Last reported buffering flag.
-    pub(super) buffering: bool,
-    /// What the room last announced about this member (`None`: never announced, or its name
-    /// changed), so a change that reverted before the next `presence` is not sent again.
-    pub(super) shown: Option<Shown>,
-    /// Chat flood control.
-    chat_bucket: TokenBucket,
-}
-
-impl<L> Member<L> {
-    pub(super) fn shown(&self, is_host: bool) -> Shown {
-        Shown {
-            connected: self.link.is_some(),
-            is_host,
-            buffering: self.buffering,
-            rtt_band: band(self.rtt_ms, &RTT_BANDS_MS),
-            drift_band: band(self.drift_ms, &DRIFT_BANDS_MS),
-        }
-    }
-
-    pub(super) fn entry(&self, id: &ParticipantId, is_host: bool) -> Entry {
-        Entry {
-            id: id.clone(),
-            name: self.name.clone(),
-            is_host,
-            rtt_ms: self.rtt_ms,
-            drift_ms: self.drift_ms,
-            buffering: self.buffering,
-            connected: self.link.is_some(),
-        }
-    }
-}
-
 /// What `join` produced.
 #[derive(Debug)]
 pub struct Joined<L> {
@@ -157,11 +136,13 @@ pub struct Joined<L> {
     pub resumed: bool,
     /// A previous connection of the same participant, to be closed as replaced.
     pub replaced: Option<L>,
+    /// The joiner's `welcome`.
+    pub welcome: ServerMessage,
     /// Messages for the others (joined, host changes).
     pub effects: Vec<Effect>,
 }
 
-/// The room: clock, members, host, chat, pending presence.
+/// The room: clock, members, host, chat, queue, hold, pending presence.
 #[derive(Debug)]
 pub struct RoomState<L> {
     /// The room's id.
@@ -170,6 +151,8 @@ pub struct RoomState<L> {
     name: String,
     /// Who may control playback.
     control: ControlMode,
+    /// The host's settings for holds.
+    options: RoomOptions,
     /// Secret whose holder becomes host on join.
     host_token: Secret,
     /// Tunable rules.
@@ -182,6 +165,15 @@ pub struct RoomState<L> {
     host: Option<ParticipantId>,
     /// Recent chat.
     chat: ChatLog,
+    /// What plays after the current video.
+    queue: Queue,
+    /// The members the room is paused for, while it waits for them.
+    hold: Option<Hold>,
+    /// The anchor of the last scheduled start at which the room checked for members still
+    /// buffering (each start is checked once).
+    start_checked: ServerMs,
+    /// How holds ended since the actor last asked, for its metrics.
+    hold_outcomes: Vec<HoldOutcome>,
     /// What the next `presence` messages still have to tell.
     presence: PendingPresence,
 }
@@ -201,12 +193,17 @@ impl<L> RoomState<L> {
             id,
             name,
             control,
+            options: RoomOptions::default(),
             host_token,
             chat: ChatLog::new(settings.chat_history, settings.chat_history_bytes),
+            queue: Queue::new(settings.max_queue),
             settings,
             clock: PlaybackClock::new(video, now),
             members: IndexMap::new(),
             host: None,
+            hold: None,
+            start_checked: f64::NEG_INFINITY,
+            hold_outcomes: Vec::new(),
             presence: PendingPresence::default(),
         }
     }
@@ -232,12 +229,19 @@ impl<L> RoomState<L> {
             id: self.id,
             name: self.name.clone(),
             control: self.control,
+            wait_for_buffering: self.options.wait_for_buffering,
+            buffering_timeout_s: self.options.buffering_timeout_s,
         }
     }
 
-    /// The live clock.
+    /// The live clock, with whom a hold waits for.
     pub fn playback(&self) -> Playback {
-        self.clock.snapshot()
+        let waiting_for = self
+            .hold
+            .as_ref()
+            .map(Hold::waiting_for)
+            .unwrap_or_default();
+        self.clock.snapshot(waiting_for)
     }
 
     /// The host's id and name, if there is a host.
@@ -246,7 +250,7 @@ impl<L> RoomState<L> {
         let member = self.members.get(id)?;
         Some(ParticipantRef {
             id: id.clone(),
-            name: member.name.clone(),
+            name: member.record.name.clone(),
         })
     }
 
@@ -275,39 +279,40 @@ impl<L> RoomState<L> {
     }
 
     /// The `welcome` for participant `id` (which must be a member).
-    pub fn welcome(&self, id: &ParticipantId, now: ServerMs) -> Option<ServerMessage> {
+    fn welcome(&self, id: &ParticipantId, now: ServerMs) -> Option<ServerMessage> {
         let m = self.members.get(id)?;
         Some(ServerMessage::Welcome(Box::new(Welcome {
             you: ParticipantRef {
                 id: id.clone(),
-                name: m.name.clone(),
+                name: m.record.name.clone(),
             },
-            resume_token: m.resume_token.as_str().to_owned(),
+            resume_token: m.record.resume_token.as_str().to_owned(),
             room: self.info(),
             host_id: self.host.clone(),
             participants: self.entries(),
-            playback: self.clock.snapshot(),
+            playback: self.playback(),
             chat: self.chat.recent().cloned().collect(),
+            queue: self.queue.items(),
             server_time: now,
             big_room_threshold: self.settings.presence_threshold,
         })))
     }
 
     /// Admits a connection: a new participant, or a resumed one if `resume_token` matches.
+    /// The name has been checked by the decoder.
     pub fn join(
         &mut self,
         conn: ConnId,
         link: L,
-        name: &str,
+        name: String,
         host_token: Option<&str>,
         resume_token: Option<&str>,
         now: ServerMs,
     ) -> Result<Joined<L>, RoomError> {
-        let name = clean_name(name).map_err(RoomError::InvalidName)?;
         let existing = resume_token.and_then(|token| {
             self.members
                 .iter()
-                .find(|(_, m)| m.resume_token.matches(token))
+                .find(|(_, m)| m.record.resume_token.matches(token))
                 .map(|(id, _)| id.clone())
         });
         let mut effects = Vec::new();
@@ -317,8 +322,8 @@ impl<L> RoomState<L> {
                 let m = self.members.get_mut(&id).unwrap();
                 let replaced = m.link.replace((conn, link)).map(|(_, old)| old);
                 m.away_since = None;
-                if m.name != name {
-                    m.name = name;
+                if m.record.name != name {
+                    m.record.name = name;
                     m.shown = None; // a new name is always news
                 }
                 self.presence.changed(&id);
@@ -329,24 +334,14 @@ impl<L> RoomState<L> {
                     return Err(RoomError::RoomFull(self.settings.max_members));
                 }
                 let id = ParticipantId::new();
-                self.members.insert(
-                    id.clone(),
-                    Member {
-                        name,
-                        resume_token: Secret::generate(),
-                        link: Some((conn, link)),
-                        away_since: None,
-                        rtt_ms: None,
-                        drift_ms: None,
-                        buffering: false,
-                        shown: None,
-                        chat_bucket: TokenBucket::new(
-                            self.settings.chat_burst,
-                            self.settings.chat_per_second,
-                            now,
-                        ),
-                    },
-                );
+                let record = MemberRecord {
+                    name,
+                    resume_token: Secret::generate(),
+                };
+                let bucket =
+                    TokenBucket::new(self.settings.chat_burst, self.settings.chat_per_second, now);
+                self.members
+                    .insert(id.clone(), Member::new(record, Some((conn, link)), bucket));
                 (id, None, false)
             }
         };
@@ -375,29 +370,41 @@ impl<L> RoomState<L> {
                 });
             }
         }
+        // unwrap: the participant is a member now
+        let welcome = self.welcome(&id, now).unwrap();
         Ok(Joined {
             id,
             resumed,
             replaced,
+            welcome,
             effects,
         })
     }
 
     /// A connection closed. The participant stays (for resume, and the host role) until its
-    /// grace period ends. Events from a connection that was already replaced are ignored.
-    pub fn disconnect(&mut self, id: &ParticipantId, conn: ConnId, now: ServerMs) {
-        if let Some(m) = self.members.get_mut(id) {
-            if m.link.as_ref().is_some_and(|(c, _)| *c == conn) {
-                m.link = None;
-                m.away_since = Some(now);
-                self.presence.changed(id);
-            }
+    /// grace period ends; a hold stops waiting for it. Events from a connection that was
+    /// already replaced are ignored.
+    pub fn disconnect(&mut self, id: &ParticipantId, conn: ConnId, now: ServerMs) -> Vec<Effect> {
+        let Some(m) = self.members.get_mut(id) else {
+            return Vec::new();
+        };
+        if m.link.as_ref().is_none_or(|(c, _)| *c != conn) {
+            return Vec::new();
         }
+        m.link = None;
+        m.away_since = Some(now);
+        self.presence.changed(id);
+        self.stop_waiting_for(id, HoldOutcome::Left, now)
     }
 
     /// Removes a participant at once (it could not keep up): no grace, no resume.
     /// Returns its handle so the caller can close the connection.
-    pub fn evict(&mut self, id: &ParticipantId, conn: ConnId) -> (Option<L>, Vec<Effect>) {
+    pub fn evict(
+        &mut self,
+        id: &ParticipantId,
+        conn: ConnId,
+        now: ServerMs,
+    ) -> (Option<L>, Vec<Effect>) {
         let current = self
             .members
             .get(id)
@@ -406,11 +413,16 @@ impl<L> RoomState<L> {
             return (None, Vec::new());
         }
         let mut effects = Vec::new();
-        let link = self.remove(id, &mut effects);
+        let link = self.remove(id, now, &mut effects);
         (link, effects)
     }
 
-    fn remove(&mut self, id: &ParticipantId, effects: &mut Vec<Effect>) -> Option<L> {
+    fn remove(
+        &mut self,
+        id: &ParticipantId,
+        now: ServerMs,
+        effects: &mut Vec<Effect>,
+    ) -> Option<L> {
         let big = self.is_big();
         let member = self.members.shift_remove(id)?;
         self.presence.gone(id, big);
@@ -421,10 +433,11 @@ impl<L> RoomState<L> {
             let successor = self
                 .members
                 .iter()
-                .find(|(_, m)| m.link.is_some())
+                .find(|(_, m)| m.is_connected())
                 .map(|(id, _)| id.clone());
             effects.extend(self.set_host(successor));
         }
+        effects.extend(self.stop_waiting_for(id, HoldOutcome::Left, now));
         member.link.map(|(_, l)| l)
     }
 
@@ -454,7 +467,7 @@ impl<L> RoomState<L> {
             .map(|(id, _)| id.clone())
             .collect();
         for id in &expired {
-            self.remove(id, &mut effects);
+            self.remove(id, now, &mut effects);
         }
         // A host that is away while someone else is connected keeps the role only for its
         // grace period; a hostless room with a connected member gets one now.
@@ -462,7 +475,7 @@ impl<L> RoomState<L> {
             if let Some(id) = self
                 .members
                 .iter()
-                .find(|(_, m)| m.link.is_some())
+                .find(|(_, m)| m.is_connected())
                 .map(|(id, _)| id.clone())
             {
                 effects.extend(self.set_host(Some(id)));
@@ -481,20 +494,186 @@ impl<L> RoomState<L> {
             .take(big, &mut self.members, self.host.as_ref())
     }
 
+    /// How many items wait in the queue.
+    pub fn queued(&self) -> usize {
+        self.queue.len()
+    }
+
+    /// How holds ended since the last call (for metrics).
+    pub fn take_hold_outcomes(&mut self) -> Vec<HoldOutcome> {
+        std::mem::take(&mut self.hold_outcomes)
+    }
+
+    // ---- commands ----------------------------------------------------------------------
+
+    /// Applies one request of participant `id`.
+    pub fn apply(
+        &mut self,
+        id: &ParticipantId,
+        command: RoomCommand,
+        now: ServerMs,
+    ) -> Result<Vec<Effect>, RoomError> {
+        if !self.members.contains_key(id) {
+            return Err(RoomError::NotMember);
+        }
+        match command {
+            RoomCommand::Status {
+                rtt_ms,
+                drift_ms,
+                buffering,
+            } => Ok(self.status(id, rtt_ms, drift_ms, buffering, now)),
+            RoomCommand::MediaInfo { seq, duration } => {
+                Ok(if self.clock.set_duration(seq, duration) {
+                    vec![self.playback_effect(None)]
+                } else {
+                    Vec::new()
+                })
+            }
+            RoomCommand::Chat { text } => self.chat(id, text, now),
+            RoomCommand::TransferHost { to } => {
+                self.require_host(id)?;
+                if self.members.get(&to).is_none_or(|m| !m.is_connected()) {
+                    return Err(RoomError::NoSuchParticipant(to.to_string()));
+                }
+                Ok(self.set_host(Some(to)).into_iter().collect())
+            }
+            RoomCommand::SetControl { control } => {
+                self.require_host(id)?;
+                self.control = control;
+                Ok(vec![self.room_effect()])
+            }
+            RoomCommand::SetOptions {
+                wait_for_buffering,
+                buffering_timeout_s,
+            } => {
+                self.require_host(id)?;
+                if let Some(timeout) = buffering_timeout_s {
+                    self.options.buffering_timeout_s = timeout;
+                }
+                let mut effects = vec![];
+                if let Some(wait) = wait_for_buffering {
+                    self.options.wait_for_buffering = wait;
+                    if !wait {
+                        // Nobody is to be waited for any more: play on now.
+                        effects.extend(self.release_hold(HoldOutcome::Cancelled, true, now));
+                    }
+                }
+                effects.insert(0, self.room_effect());
+                Ok(effects)
+            }
+            RoomCommand::QueueAdd { video, title } => {
+                self.may_control(id)?;
+                self.settings.check_video(&video)?;
+                let added_by = self.participant_ref(id);
+                self.queue.add(video, title, added_by)?;
+                Ok(vec![self.queue_effect()])
+            }
+            RoomCommand::QueueRemove { item_id } => {
+                self.may_control(id)?;
+                self.queue.remove(item_id)?;
+                Ok(vec![self.queue_effect()])
+            }
+            RoomCommand::QueueMove { item_id, index } => {
+                self.may_control(id)?;
+                self.queue.move_to(item_id, index)?;
+                Ok(vec![self.queue_effect()])
+            }
+            RoomCommand::Next => {
+                self.may_control(id)?;
+                if self.queue.is_empty() {
+                    return Err(RoomError::QueueEmpty);
+                }
+                let mut effects = self.release_hold(HoldOutcome::Cancelled, false, now);
+                effects.extend(self.advance(Some(id.clone()), now));
+                Ok(effects)
+            }
+            control => self.control(id, control, now),
+        }
+    }
+
+    /// Play, pause, seek, rate or load.
+    fn control(
+        &mut self,
+        id: &ParticipantId,
+        control: RoomCommand,
+        now: ServerMs,
+    ) -> Result<Vec<Effect>, RoomError> {
+        self.may_control(id)?;
+        if let RoomCommand::Load { video } = &control {
+            self.settings.check_video(video)?;
+        }
+        // A pause, play or load ends a hold: the person in control decided. A seek or a
+        // rate change during a hold keeps waiting, from the new position or at the new rate.
+        let ends_hold = matches!(
+            control,
+            RoomCommand::Play { .. } | RoomCommand::Pause { .. } | RoomCommand::Load { .. }
+        );
+        let mut effects = Vec::new();
+        if ends_hold {
+            effects.extend(self.release_hold(HoldOutcome::Cancelled, false, now));
+        }
+        let start_at = now + self.start_lead_ms();
+        match control {
+            RoomCommand::Play { position } => self.clock.play(now, start_at, position),
+            RoomCommand::Pause { position } => self.clock.pause(now, position),
+            RoomCommand::Seek { position } => self.clock.seek(now, start_at, position),
+            RoomCommand::Rate { rate } => self.clock.set_rate(now, rate),
+            RoomCommand::Load { video } => self.clock.load(now, video),
+            other => unreachable!("{} is not a playback control", other.kind()),
+        }
+        effects.push(self.playback_effect(Some(id.clone())));
+        Ok(effects)
+    }
+
+    /// Accepts a chat message from `id` (its text was cleaned by the decoder).
+    fn chat(
+        &mut self,
+        id: &ParticipantId,
+        text: String,
+        now: ServerMs,
+    ) -> Result<Vec<Effect>, RoomError> {
+        let m = self.members.get_mut(id).ok_or(RoomError::NotMember)?;
+        if !m.chat_bucket.try_take(now) {
+            return Err(RoomError::ChatRateLimited);
+        }
+        let from = ParticipantRef {
+            id: id.clone(),
+            name: m.record.name.clone(),
+        };
+        let message = self.chat.push(ChatMessage {
+            id: 0,
+            from,
+            text,
+            at: now,
+        });
+        Ok(vec![Effect::all(ServerMessage::Chat { message })])
+    }
+
     /// Records a participant's sync report. Small rooms announce every change; big rooms
     /// only a flip of `buffering` or a move to another RTT or drift band since the entry
-    /// was last announced.
-    pub fn status(&mut self, id: &ParticipantId, rtt_ms: f64, drift_ms: f64, buffering: bool) {
+    /// was last announced. A flip of `buffering` may start, grow or end a hold.
+    fn status(
+        &mut self,
+        id: &ParticipantId,
+        rtt_ms: f64,
+        drift_ms: f64,
+        buffering: bool,
+        now: ServerMs,
+    ) -> Vec<Effect> {
         let big = self.is_big();
         let is_host = self.is_host(id);
         let Some(m) = self.members.get_mut(id) else {
-            return;
+            return Vec::new();
         };
         let (rtt, drift) = (Some(rtt_ms), Some(drift_ms));
+        let started_buffering = buffering && !m.buffering;
         let exact_change = m.buffering != buffering || m.rtt_ms != rtt || m.drift_ms != drift;
         m.rtt_ms = rtt;
         m.drift_ms = drift;
         m.buffering = buffering;
+        if !buffering {
+            m.held_out = false;
+        }
         let news = if big {
             m.shown != Some(m.shown(is_host))
         } else {
@@ -503,13 +682,202 @@ impl<L> RoomState<L> {
         if news {
             self.presence.changed(id);
         }
+        if !buffering {
+            return self.stop_waiting_for(id, HoldOutcome::Ready, now);
+        }
+        // A member that starts buffering while the room plays (or already waits) is
+        // waited for; one buffering before a scheduled start is judged when it comes.
+        let running = self.clock.started_at().is_some_and(|t| t <= now);
+        if started_buffering && (running || self.hold.is_some()) {
+            return self.hold_for(vec![id.clone()], now);
+        }
+        Vec::new()
+    }
+
+    // ---- holds -------------------------------------------------------------------------
+
+    /// Whether this room waits for buffering members at all. Big rooms never do: with
+    /// hundreds of viewers someone is nearly always buffering, and one slow connection
+    /// would pause everyone.
+    fn holds_allowed(&self) -> bool {
+        self.options.wait_for_buffering && !self.is_big() && self.clock.has_video()
+    }
+
+    /// Puts a playing room on hold for `ids` (or adds them to the hold under way).
+    fn hold_for(&mut self, ids: Vec<ParticipantId>, now: ServerMs) -> Vec<Effect> {
+        let ids: Vec<ParticipantId> = ids
+            .into_iter()
+            .filter(|id| {
+                self.members
+                    .get(id)
+                    .is_some_and(|m| m.is_connected() && !m.held_out)
+            })
+            .collect();
+        if ids.is_empty() || !self.holds_allowed() {
+            return Vec::new();
+        }
+        match &mut self.hold {
+            Some(hold) => {
+                let mut grew = false;
+                for id in &ids {
+                    grew |= hold.add(id);
+                }
+                if !grew {
+                    return Vec::new();
+                }
+                // The list changed: everyone sees who is waited for now.
+                self.clock.pause(now, None);
+            }
+            None => {
+                if self.clock.started_at().is_none() {
+                    return Vec::new();
+                }
+                let deadline = now + self.options.buffering_timeout_s * 1000.0;
+                let mut ids = ids.into_iter();
+                // unwrap: `ids` is not empty (checked above)
+                let mut hold = Hold::new(ids.next().unwrap(), deadline);
+                for id in ids {
+                    hold.add(&id);
+                }
+                self.hold = Some(hold);
+                self.clock.pause(now, None);
+            }
+        }
+        vec![self.playback_effect(None)]
+    }
+
+    /// `id` is ready or gone: a hold stops waiting for it, and resumes once it waits for
+    /// nobody.
+    fn stop_waiting_for(
+        &mut self,
+        id: &ParticipantId,
+        why: HoldOutcome,
+        now: ServerMs,
+    ) -> Vec<Effect> {
+        let Some(hold) = &mut self.hold else {
+            return Vec::new();
+        };
+        if !hold.drop_member(id) {
+            return Vec::new();
+        }
+        if hold.is_done() {
+            self.release_hold(why, true, now)
+        } else {
+            // Still waiting for others: the shorter list is news, the clock stays paused.
+            self.clock.pause(now, None);
+            vec![self.playback_effect(None)]
+        }
+    }
+
+    /// Ends a hold, if one is under way; with `resume`, playback starts again (scheduled, so
+    /// everyone starts together).
+    fn release_hold(&mut self, why: HoldOutcome, resume: bool, now: ServerMs) -> Vec<Effect> {
+        let Some(hold) = self.hold.take() else {
+            return Vec::new();
+        };
+        self.hold_outcomes.push(why);
+        if why == HoldOutcome::Timeout {
+            for id in hold.waiting_for() {
+                if let Some(m) = self.members.get_mut(&id) {
+                    m.held_out = true;
+                }
+            }
+        }
+        if !resume {
+            return Vec::new();
+        }
+        let start_at = now + self.start_lead_ms();
+        self.clock.play(now, start_at, None);
+        vec![self.playback_effect(None)]
+    }
+
+    // ---- time ----------------------------------------------------------------------------
+
+    /// The next moment the room must act by itself: a hold's timeout, a scheduled start (to
+    /// see whether anyone is still buffering), or the end of the video.
+    pub fn next_deadline(&self) -> Option<ServerMs> {
+        let hold = self.hold.as_ref().map(Hold::deadline);
+        let start = self
+            .clock
+            .started_at()
+            .filter(|t| *t > self.start_checked && self.holds_allowed());
+        let end = self.clock.end_at();
+        [hold, start, end].into_iter().flatten().reduce(f64::min)
+    }
+
+    /// Does what is due at `now` (see [`RoomState::next_deadline`]).
+    pub fn on_deadline(&mut self, now: ServerMs) -> Vec<Effect> {
+        let mut effects = Vec::new();
+        if self.hold.as_ref().is_some_and(|h| h.deadline() <= now) {
+            effects.extend(self.release_hold(HoldOutcome::Timeout, true, now));
+        }
+        if let Some(start) = self.clock.started_at().filter(|t| *t <= now) {
+            if start > self.start_checked {
+                self.start_checked = start;
+                // Members that began buffering before the start (seeking to it) hold it
+                // if they are not ready when it comes.
+                let buffering: Vec<ParticipantId> = self
+                    .members
+                    .iter()
+                    .filter(|(_, m)| m.buffering)
+                    .map(|(id, _)| id.clone())
+                    .collect();
+                effects.extend(self.hold_for(buffering, now));
+            }
+        }
+        if self.clock.end_at().is_some_and(|t| t <= now) {
+            effects.extend(self.advance(None, now));
+        }
+        effects
+    }
+
+    /// Plays the next queued item from the start, or with nothing queued, stops at the end.
+    fn advance(&mut self, by: Option<ParticipantId>, now: ServerMs) -> Vec<Effect> {
+        match self.queue.pop_front() {
+            Some(item) => {
+                let start_at = now + self.start_lead_ms();
+                self.clock.play_video(now, start_at, item.video);
+                vec![self.playback_effect(by), self.queue_effect()]
+            }
+            None => {
+                self.clock.finish(now);
+                vec![self.playback_effect(by)]
+            }
+        }
+    }
+
+    // ---- helpers -----------------------------------------------------------------------
+
+    fn playback_effect(&self, by: Option<ParticipantId>) -> Effect {
+        Effect::all(ServerMessage::Playback {
+            playback: self.playback(),
+            by,
+        })
+    }
+
+    fn queue_effect(&self) -> Effect {
+        Effect::all(ServerMessage::Queue {
+            items: self.queue.items(),
+        })
+    }
+
+    fn room_effect(&self) -> Effect {
+        Effect::all(ServerMessage::Room { room: self.info() })
+    }
+
+    fn participant_ref(&self, id: &ParticipantId) -> ParticipantRef {
+        ParticipantRef {
+            id: id.clone(),
+            name: self
+                .members
+                .get(id)
+                .map(|m| m.record.name.clone())
+                .unwrap_or_default(),
+        }
     }
 
     fn may_control(&self, id: &ParticipantId) -> Result<(), RoomError> {
-        if !self.members.contains_key(id) {
-            return Err(RoomError::NotMember);
-        }
-        if self.control == ControlMode::Everyone || self.host.as_ref() == Some(id) {
+        if self.control == ControlMode::Everyone || self.is_host(id) {
             Ok(())
         } else {
             Err(RoomError::NotHost)
@@ -517,10 +885,7 @@ impl<L> RoomState<L> {
     }
 
     fn require_host(&self, id: &ParticipantId) -> Result<(), RoomError> {
-        if !self.members.contains_key(id) {
-            return Err(RoomError::NotMember);
-        }
-        if self.host.as_ref() == Some(id) {
+        if self.is_host(id) {
             Ok(())
         } else {
             Err(RoomError::NotHost)
@@ -532,100 +897,11 @@ impl<L> RoomState<L> {
         let slowest = self
             .members
             .values()
-            .filter(|m| m.link.is_some())
+            .filter(|m| m.is_connected())
             .filter_map(|m| m.rtt_ms)
             .fold(0.0, f64::max);
         start_lead_ms(slowest)
     }
-
-    /// Applies a playback control from `id`.
-    pub fn control(
-        &mut self,
-        id: &ParticipantId,
-        control: Control,
-        now: ServerMs,
-    ) -> Result<Vec<Effect>, RoomError> {
-        self.may_control(id)?;
-        if let Control::Load(video) = &control {
-            self.settings.check_video(video)?;
-        }
-        let start_at = now + self.start_lead_ms();
-        match control {
-            Control::Play(position) => self.clock.play(now, start_at, position),
-            Control::Pause(position) => self.clock.pause(now, position),
-            Control::Seek(position) => self.clock.seek(now, start_at, position),
-            Control::Rate(rate) => self.clock.set_rate(now, rate),
-            Control::Load(video) => self.clock.load(now, video),
-        }
-        Ok(vec![Effect::all(ServerMessage::Playback {
-            playback: self.clock.snapshot(),
-            by: Some(id.clone()),
-        })])
-    }
-
-    /// Accepts a chat message from `id`.
-    pub fn chat(
-        &mut self,
-        id: &ParticipantId,
-        text: &str,
-        now: ServerMs,
-    ) -> Result<Vec<Effect>, RoomError> {
-        let m = self.members.get_mut(id).ok_or(RoomError::NotMember)?;
-        let text = clean_chat(text).map_err(RoomError::InvalidChat)?;
-        if !m.chat_bucket.try_take(now) {
-            return Err(RoomError::ChatRateLimited);
-        }
-        let from = ParticipantRef {
-            id: id.clone(),
-            name: m.name.clone(),
-        };
-        let message = self.chat.push(ChatMessage {
-            id: 0,
-            from,
-            text,
-            at: now,
-        });
-        Ok(vec![Effect::all(ServerMessage::Chat { message })])
-    }
-
-    /// The host hands the role to a connected participant.
-    pub fn transfer_host(
-        &mut self,
-        id: &ParticipantId,
-        to: &ParticipantId,
-    ) -> Result<Vec<Effect>, RoomError> {
-        self.require_host(id)?;
-        if self.members.get(to).is_none_or(|m| m.link.is_none()) {
-            return Err(RoomError::NoSuchParticipant(to.to_string()));
-        }
-        Ok(self.set_host(Some(to.clone())).into_iter().collect())
-    }
-
-    /// The host changes who may control playback.
-    pub fn set_control(
-        &mut self,
-        id: &ParticipantId,
-        control: ControlMode,
-    ) -> Result<Vec<Effect>, RoomError> {
-        self.require_host(id)?;
-        self.control = control;
-        Ok(vec![Effect::all(ServerMessage::Room { room: self.info() })])
-    }
-}
-
-/// A playback control, validated.
-#[derive(Clone, Debug, PartialEq)]
-pub enum Control {
-    /// Play from a position or the live one.
-    Play(Option<f64>),
-    /// Pause at a position or the live one.
-    Pause(Option<f64>),
-    /// Jump to a position.
-    Seek(f64),
-    /// Change rate.
-    Rate(f64),
-    /// Load a video.
-    Load(Video),
 }
 
 #[cfg(test)]
@@ -658,8 +934,56 @@ mod tests {
         .0
     }
 
+    fn join_full(r: &mut Room, conn: u64, name: &str) -> Joined<u32> {
+        r.join(conn, conn as u32, name.into(), None, None, 0.0)
+            .unwrap()
+    }
+
     fn join(r: &mut Room, conn: u64, name: &str) -> ParticipantId {
-        r.join(conn, conn as u32, name, None, None, 0.0).unwrap().id
+        join_full(r, conn, name).id
+    }
+
+    fn apply(r: &mut Room, id: &ParticipantId, command: RoomCommand, now: ServerMs) -> Vec<Effect> {
+        r.apply(id, command, now)
+            .unwrap_or_else(|e| panic!("refused: {e}"))
+    }
+
+    fn status(r: &mut Room, id: &ParticipantId, rtt_ms: f64, drift_ms: f64, buffering: bool) {
+        status_at(r, id, rtt_ms, drift_ms, buffering, 0.0);
+    }
+
+    fn status_at(
+        r: &mut Room,
+        id: &ParticipantId,
+        rtt_ms: f64,
+        drift_ms: f64,
+        buffering: bool,
+        now: ServerMs,
+    ) -> Vec<Effect> {
+        let command = RoomCommand::Status {
+            rtt_ms,
+            drift_ms,
+            buffering,
+        };
+        apply(r, id, command, now)
+    }
+
+    fn buffering(r: &mut Room, id: &ParticipantId, on: bool, now: ServerMs) -> Vec<Effect> {
+        status_at(r, id, 10.0, 0.0, on, now)
+    }
+
+    fn chat(text: &str) -> RoomCommand {
+        RoomCommand::Chat { text: text.into() }
+    }
+
+    fn play(position: Option<f64>) -> RoomCommand {
+        RoomCommand::Play { position }
+    }
+
+    fn clip(n: u32) -> Video {
+        Video::Url {
+            url: format!("/media/{n}.mp4"),
+        }
     }
 
     fn kinds(effects: &[Effect]) -> Vec<String> {
@@ -672,21 +996,58 @@ mod tests {
             .collect()
     }
 
-    fn resume_token(r: &Room, id: &ParticipantId) -> String {
-        match r.welcome(id, 0.0).unwrap() {
-            ServerMessage::Welcome(w) => w.resume_token,
+    /// The last `playback` among `effects`.
+    fn last_playback(effects: &[Effect]) -> Playback {
+        effects
+            .iter()
+            .rev()
+            .find_map(|e| match &e.message {
+                ServerMessage::Playback { playback, .. } => Some(playback.clone()),
+                _ => None,
+            })
+            .expect("a playback effect")
+    }
+
+    fn queue_ids(effects: &[Effect]) -> Vec<u64> {
+        effects
+            .iter()
+            .rev()
+            .find_map(|e| match &e.message {
+                ServerMessage::Queue { items } => Some(items.iter().map(|i| i.id).collect()),
+                _ => None,
+            })
+            .expect("a queue effect")
+    }
+
+    fn resume_token(joined: &Joined<u32>) -> String {
+        match &joined.welcome {
+            ServerMessage::Welcome(w) => w.resume_token.clone(),
             other => panic!("not a welcome: {other:?}"),
         }
+    }
+
+    /// A room with a loaded video, Ann (host, conn 1) and Bob (conn 2), both reporting a
+    /// 10 ms round trip, playing from 0 with the start at 1000 ms.
+    fn playing_room() -> (Room, ParticipantId, ParticipantId) {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        apply(&mut r, &a, RoomCommand::Load { video: clip(1) }, 0.0);
+        status(&mut r, &a, 10.0, 0.0, false);
+        status(&mut r, &b, 10.0, 0.0, false);
+        apply(&mut r, &a, play(Some(0.0)), 900.0);
+        assert_eq!(r.playback().anchor, 1000.0);
+        (r, a, b)
     }
 
     #[test]
     fn first_member_of_a_hostless_room_becomes_host() {
         let (mut r, _) = room(RoomSettings::default());
-        let a = r.join(1, 1, " Ann ", None, None, 0.0).unwrap();
+        let a = join_full(&mut r, 1, "Ann");
         assert_eq!(kinds(&a.effects), ["host", "joined"]);
         assert_eq!(r.host().unwrap().id, a.id);
         assert_eq!(r.host().unwrap().name, "Ann");
-        let b = r.join(2, 2, "Bob", None, None, 0.0).unwrap();
+        let b = join_full(&mut r, 2, "Bob");
         assert_eq!(kinds(&b.effects), ["joined"]);
         assert_eq!(b.effects[0].to, Audience::AllExcept(b.id.clone()));
         assert_eq!(r.host().unwrap().id, a.id);
@@ -697,12 +1058,14 @@ mod tests {
         let (mut r, token) = room(RoomSettings::default());
         let a = join(&mut r, 1, "Ann");
         let c = r
-            .join(2, 2, "Cat", Some(token.as_str()), None, 0.0)
+            .join(2, 2, "Cat".into(), Some(token.as_str()), None, 0.0)
             .unwrap();
         assert_eq!(r.host().unwrap().id, c.id);
         assert_ne!(c.id, a);
         assert_eq!(kinds(&c.effects), ["host", "joined"]);
-        let wrong = r.join(3, 3, "Eve", Some("guess"), None, 0.0).unwrap();
+        let wrong = r
+            .join(3, 3, "Eve".into(), Some("guess"), None, 0.0)
+            .unwrap();
         assert_eq!(r.host().unwrap().id, c.id);
         assert_eq!(kinds(&wrong.effects), ["joined"]);
     }
@@ -710,32 +1073,26 @@ mod tests {
     #[test]
     fn a_resumed_creator_does_not_take_back_a_role_it_handed_on() {
         let (mut r, token) = room(RoomSettings::default());
-        let a = r
-            .join(1, 1, "Ann", Some(token.as_str()), None, 0.0)
-            .unwrap()
-            .id;
+        let ann = r
+            .join(1, 1, "Ann".into(), Some(token.as_str()), None, 0.0)
+            .unwrap();
+        let a = ann.id.clone();
         let b = join(&mut r, 2, "Bob");
-        r.transfer_host(&a, &b).unwrap();
-        let ann_token = resume_token(&r, &a);
+        apply(&mut r, &a, RoomCommand::TransferHost { to: b.clone() }, 0.0);
         r.disconnect(&a, 1, 10.0);
         let back = r
-            .join(3, 3, "Ann", Some(token.as_str()), Some(&ann_token), 20.0)
+            .join(
+                3,
+                3,
+                "Ann".into(),
+                Some(token.as_str()),
+                Some(&resume_token(&ann)),
+                20.0,
+            )
             .unwrap();
         assert!(back.resumed);
         assert_eq!(r.host().unwrap().id, b, "Bob keeps the role");
         assert!(back.effects.is_empty(), "{:?}", back.effects);
-    }
-
-    #[test]
-    fn bad_names_are_refused() {
-        let (mut r, _) = room(RoomSettings::default());
-        for bad in ["", "   ", "a\nb", &"x".repeat(33)] {
-            assert!(matches!(
-                r.join(1, 1, bad, None, None, 0.0),
-                Err(RoomError::InvalidName(_))
-            ));
-        }
-        assert!(r.is_empty());
     }
 
     #[test]
@@ -760,11 +1117,13 @@ mod tests {
     fn resume_within_grace_keeps_identity_without_noise() {
         let (mut r, _) = room(RoomSettings::default());
         let a = join(&mut r, 1, "Ann");
-        let b = join(&mut r, 2, "Bob");
-        let token = resume_token(&r, &b);
+        let bob = join_full(&mut r, 2, "Bob");
+        let b = bob.id.clone();
         r.tick(0.0);
         r.disconnect(&b, 2, 100.0);
-        let back = r.join(3, 3, "Bob", None, Some(&token), 5_000.0).unwrap();
+        let back = r
+            .join(3, 3, "Bob".into(), None, Some(&resume_token(&bob)), 5_000.0)
+            .unwrap();
         assert_eq!(back.id, b);
         assert!(back.resumed);
         assert!(
@@ -785,10 +1144,11 @@ mod tests {
     #[test]
     fn resume_while_old_connection_is_still_open_replaces_it() {
         let (mut r, _) = room(RoomSettings::default());
-        let a = join(&mut r, 1, "Ann");
-        let token = resume_token(&r, &a);
-        let again = r.join(2, 2, "Ann", None, Some(&token), 0.0).unwrap();
-        assert_eq!(again.id, a);
+        let ann = join_full(&mut r, 1, "Ann");
+        let again = r
+            .join(2, 2, "Ann".into(), None, Some(&resume_token(&ann)), 0.0)
+            .unwrap();
+        assert_eq!(again.id, ann.id);
         assert_eq!(again.replaced, Some(1));
         assert_eq!(r.len(), 1);
     }
@@ -799,14 +1159,14 @@ mod tests {
             max_members: 1,
             ..RoomSettings::default()
         });
-        let a = join(&mut r, 1, "Ann");
-        let token = resume_token(&r, &a);
+        let ann = join_full(&mut r, 1, "Ann");
         assert_eq!(
-            r.join(2, 2, "Bob", None, None, 0.0).unwrap_err(),
+            r.join(2, 2, "Bob".into(), None, None, 0.0).unwrap_err(),
             RoomError::RoomFull(1)
         );
-        r.disconnect(&a, 1, 0.0);
-        assert!(r.join(3, 3, "Ann", None, Some(&token), 0.0).is_ok());
+        r.disconnect(&ann.id, 1, 0.0);
+        let token = resume_token(&ann);
+        assert!(r.join(3, 3, "Ann".into(), None, Some(&token), 0.0).is_ok());
     }
 
     #[test]
@@ -815,21 +1175,35 @@ mod tests {
         let a = join(&mut r, 1, "Ann");
         let b = join(&mut r, 2, "Bob");
         assert_eq!(
-            r.control(&b, Control::Play(None), 0.0).unwrap_err(),
+            r.apply(&b, play(None), 0.0).unwrap_err(),
             RoomError::NotHost
         );
+        let everyone = RoomCommand::SetControl {
+            control: ControlMode::Everyone,
+        };
         assert_eq!(
-            r.set_control(&b, ControlMode::Everyone).unwrap_err(),
+            r.apply(&b, everyone.clone(), 0.0).unwrap_err(),
             RoomError::NotHost
         );
-        let fx = r.set_control(&a, ControlMode::Everyone).unwrap();
-        assert_eq!(kinds(&fx), ["room"]);
-        let fx = r.control(&b, Control::Seek(12.0), 0.0).unwrap();
+        assert_eq!(kinds(&apply(&mut r, &a, everyone, 0.0)), ["room"]);
+        let fx = apply(&mut r, &b, RoomCommand::Seek { position: 12.0 }, 0.0);
         assert_eq!(kinds(&fx), ["playback"]);
         assert_eq!(r.playback().position, 12.0);
         assert_eq!(r.playback().seq, 1);
         // Even in "everyone" mode, host-only actions stay with the host.
-        assert_eq!(r.transfer_host(&b, &b).unwrap_err(), RoomError::NotHost);
+        let transfer = RoomCommand::TransferHost { to: b.clone() };
+        assert_eq!(r.apply(&b, transfer, 0.0).unwrap_err(), RoomError::NotHost);
+        let options = RoomCommand::SetOptions {
+            wait_for_buffering: Some(false),
+            buffering_timeout_s: None,
+        };
+        assert_eq!(r.apply(&b, options, 0.0).unwrap_err(), RoomError::NotHost);
+        // And a stranger is no member at all.
+        let ghost = ParticipantId::from("ghost");
+        assert_eq!(
+            r.apply(&ghost, play(None), 0.0).unwrap_err(),
+            RoomError::NotMember
+        );
     }
 
     #[test]
@@ -837,9 +1211,9 @@ mod tests {
         let (mut r, _) = room(RoomSettings::default());
         let a = join(&mut r, 1, "Ann");
         let b = join(&mut r, 2, "Bob");
-        r.status(&a, 20.0, 0.0, false);
-        r.status(&b, 300.0, 0.0, false);
-        r.control(&a, Control::Play(Some(0.0)), 10_000.0).unwrap();
+        status(&mut r, &a, 20.0, 0.0, false);
+        status(&mut r, &b, 300.0, 0.0, false);
+        apply(&mut r, &a, play(Some(0.0)), 10_000.0);
         let p = r.playback();
         assert!(!p.paused);
         assert_eq!(
@@ -848,7 +1222,7 @@ mod tests {
         );
         // A disconnected member's stale rtt no longer delays everyone.
         r.disconnect(&b, 2, 10_000.0);
-        assert_eq!(r.start_lead_ms(), 20.0_f64.max(0.0) + 80.0);
+        assert_eq!(r.start_lead_ms(), 20.0 + 80.0);
     }
 
     #[test]
@@ -858,10 +1232,10 @@ mod tests {
         let b = join(&mut r, 2, "Bob");
         let ghost = ParticipantId::from("nobody");
         assert!(matches!(
-            r.transfer_host(&a, &ghost),
+            r.apply(&a, RoomCommand::TransferHost { to: ghost }, 0.0),
             Err(RoomError::NoSuchParticipant(_))
         ));
-        let fx = r.transfer_host(&a, &b).unwrap();
+        let fx = apply(&mut r, &a, RoomCommand::TransferHost { to: b.clone() }, 0.0);
         assert_eq!(kinds(&fx), ["host"]);
         assert_eq!(r.host().unwrap().id, b);
         // Both entries changed (is_host), so the next presence carries both.
@@ -872,25 +1246,24 @@ mod tests {
     }
 
     #[test]
-    fn chat_is_validated_rate_limited_and_logged() {
+    fn chat_is_rate_limited_and_logged() {
         let (mut r, _) = room(RoomSettings {
             chat_history: 2,
             chat_burst: 3,
             ..RoomSettings::default()
         });
         let a = join(&mut r, 1, "Ann");
-        assert!(matches!(
-            r.chat(&a, "  ", 0.0),
-            Err(RoomError::InvalidChat(_))
-        ));
         for i in 0..3 {
-            assert_eq!(kinds(&r.chat(&a, &format!("m{i}"), 0.0).unwrap()), ["chat"]);
+            assert_eq!(
+                kinds(&apply(&mut r, &a, chat(&format!("m{i}")), 0.0)),
+                ["chat"]
+            );
         }
         assert_eq!(
-            r.chat(&a, "flood", 0.0).unwrap_err(),
+            r.apply(&a, chat("flood"), 0.0).unwrap_err(),
             RoomError::ChatRateLimited
         );
-        assert!(r.chat(&a, "later", 1000.0).is_ok());
+        assert!(r.apply(&a, chat("later"), 1000.0).is_ok());
         let texts: Vec<_> = r.chat.recent().map(|m| m.text.clone()).collect();
         assert_eq!(texts, ["m2", "later"]);
     }
@@ -902,8 +1275,8 @@ mod tests {
         let b = join(&mut r, 2, "Bob");
         r.tick(0.0);
         assert!(r.tick(1.0).is_empty(), "nothing changed, nothing sent");
-        r.status(&b, 10.0, 1.0, false);
-        r.status(&b, 10.0, 2.0, false);
+        status(&mut r, &b, 10.0, 1.0, false);
+        status(&mut r, &b, 10.0, 2.0, false);
         let fx = r.tick(2.0);
         match &fx[0].message {
             ServerMessage::Presence {
@@ -930,21 +1303,21 @@ mod tests {
         let ids: Vec<_> = (0..3).map(|i| join(&mut r, i, "m")).collect();
         r.tick(0.0);
         // The fourth member makes the room big: no per-join broadcast.
-        let d = r.join(9, 9, "Dan", None, None, 0.0).unwrap();
+        let d = join_full(&mut r, 9, "Dan");
         assert!(d.effects.is_empty(), "{:?}", d.effects);
-        r.status(&ids[1], 10.0, 5.0, false);
+        status(&mut r, &ids[1], 10.0, 5.0, false);
         r.tick(1.0);
-        r.status(&ids[1], 12.0, 8.0, false); // same bands: not news
+        status(&mut r, &ids[1], 12.0, 8.0, false); // same bands: not news
         assert!(r.tick(2.0).is_empty());
-        r.status(&ids[1], 12.0, 400.0, false); // drift band changed
-        r.status(&ids[2], 12.0, 0.0, true); // buffering flipped
+        status(&mut r, &ids[1], 12.0, 400.0, false); // drift band changed
+        status(&mut r, &ids[2], 12.0, 0.0, true); // buffering flipped
         let fx = r.tick(3.0);
         match &fx[0].message {
             ServerMessage::Presence { participants, .. } => assert_eq!(participants.len(), 2),
             other => panic!("{other:?}"),
         }
         // Leaving is batched too.
-        let (_, fx) = r.evict(&ids[2], 2);
+        let (_, fx) = r.evict(&ids[2], 2, 3.5);
         assert!(kinds(&fx).is_empty());
         match &r.tick(4.0)[0].message {
             ServerMessage::Presence { left, count, .. } => {
@@ -1009,8 +1382,8 @@ mod tests {
         for i in 10..60 {
             join(&mut r, i, "late");
         }
-        r.status(&early[1], 10.0, 0.0, true); // buffering
-        r.status(&early[2], 10.0, 600.0, false); // out of sync
+        status(&mut r, &early[1], 10.0, 0.0, true); // buffering
+        status(&mut r, &early[2], 10.0, 600.0, false); // out of sync
         let (entries, count, buffering, out_of_sync) = presence(&r.tick(1.0)).unwrap();
         assert_eq!(entries.len(), BIG_ROOM_MAX_ENTRIES);
         assert_eq!(
@@ -1026,20 +1399,20 @@ mod tests {
         let mut r = room_big_above(2);
         let ids: Vec<_> = (0..4).map(|i| join(&mut r, i, "m")).collect();
         for id in &ids {
-            r.status(id, 10.0, 0.0, false);
+            status(&mut r, id, 10.0, 0.0, false);
         }
         while presence(&r.tick(0.0)).is_some() {}
         // A short buffering spell within one tick: nothing to tell.
-        r.status(&ids[3], 10.0, 0.0, true);
-        r.status(&ids[3], 10.0, 0.0, false);
+        status(&mut r, &ids[3], 10.0, 0.0, true);
+        status(&mut r, &ids[3], 10.0, 0.0, false);
         assert!(r.tick(1.0).is_empty());
         // Still buffering at the tick: the entry and the count say so.
-        r.status(&ids[3], 10.0, 0.0, true);
+        status(&mut r, &ids[3], 10.0, 0.0, true);
         let (entries, _, buffering, _) = presence(&r.tick(2.0)).unwrap();
         assert_eq!((entries.len(), buffering), (1, 1));
         // Ending the spell is news again, but a band-internal change alongside it is not.
-        r.status(&ids[3], 10.0, 0.0, false);
-        r.status(&ids[2], 20.0, 10.0, false);
+        status(&mut r, &ids[3], 10.0, 0.0, false);
+        status(&mut r, &ids[2], 20.0, 10.0, false);
         let (entries, _, buffering, _) = presence(&r.tick(3.0)).unwrap();
         assert_eq!(entries.iter().map(|e| &e.id).collect::<Vec<_>>(), [&ids[3]]);
         assert_eq!(buffering, 0);
@@ -1050,26 +1423,30 @@ mod tests {
         let (mut r, _) = room(RoomSettings::default());
         let a = join(&mut r, 1, "Ann");
         let b = join(&mut r, 2, "Bob");
-        let (stale, fx) = r.evict(&a, 99);
+        let (stale, fx) = r.evict(&a, 99, 0.0);
         assert!(
             stale.is_none() && fx.is_empty(),
             "wrong connection id is ignored"
         );
-        let (link, fx) = r.evict(&a, 1);
+        let (link, fx) = r.evict(&a, 1, 0.0);
         assert_eq!(link, Some(1));
         assert_eq!(kinds(&fx), ["left", "host"]);
         assert_eq!(r.host().unwrap().id, b);
     }
 
     #[test]
-    fn welcome_carries_live_clock_members_and_chat() {
+    fn welcome_carries_live_clock_members_chat_queue_and_options() {
         let (mut r, _) = room(RoomSettings::default());
         let a = join(&mut r, 1, "Ann");
-        r.chat(&a, "hello", 5.0).unwrap();
-        r.control(&a, Control::Play(Some(3.0)), 0.0).unwrap();
-        let b = join(&mut r, 2, "Bob");
-        let v: serde_json::Value =
-            serde_json::from_str(&r.welcome(&b, 7.0).unwrap().encode()).unwrap();
+        apply(&mut r, &a, chat("hello"), 5.0);
+        apply(&mut r, &a, play(Some(3.0)), 0.0);
+        let add = RoomCommand::QueueAdd {
+            video: clip(2),
+            title: Some("Part two".into()),
+        };
+        apply(&mut r, &a, add, 0.0);
+        let bob = r.join(2, 2, "Bob".into(), None, None, 7.0).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&bob.welcome.encode()).unwrap();
         assert_eq!(v["type"], "welcome");
         assert_eq!(v["you"]["name"], "Bob");
         assert_eq!(v["host_id"], a.as_str());
@@ -1077,7 +1454,269 @@ mod tests {
         assert_eq!(v["participants"][0]["is_host"], true);
         assert_eq!(v["chat"][0]["text"], "hello");
         assert_eq!(v["playback"]["paused"], false);
+        assert_eq!(v["playback"]["duration"], serde_json::Value::Null);
+        assert_eq!(v["playback"]["ended"], false);
+        assert_eq!(v["playback"]["waiting_for"], serde_json::json!([]));
+        assert_eq!(v["queue"][0]["title"], "Part two");
+        assert_eq!(v["queue"][0]["added_by"]["name"], "Ann");
+        assert_eq!(v["room"]["wait_for_buffering"], true);
+        assert_eq!(v["room"]["buffering_timeout_s"], 8.0);
         assert_eq!(v["server_time"], 7.0);
         assert_eq!(v["resume_token"].as_str().unwrap().len(), 64);
+    }
+
+    // ---- queue and the end of a video -----------------------------------------------------
+
+    #[test]
+    fn the_queue_is_edited_by_those_in_control_and_broadcast_whole() {
+        let (mut r, _) = room(RoomSettings {
+            max_queue: 3,
+            ..RoomSettings::default()
+        });
+        let a = join(&mut r, 1, "Ann");
+        let b = join(&mut r, 2, "Bob");
+        for n in 1..=3 {
+            let fx = apply(
+                &mut r,
+                &a,
+                RoomCommand::QueueAdd {
+                    video: clip(n),
+                    title: None,
+                },
+                0.0,
+            );
+            assert_eq!(kinds(&fx), ["queue"]);
+        }
+        let add = RoomCommand::QueueAdd {
+            video: clip(4),
+            title: None,
+        };
+        assert_eq!(
+            r.apply(&a, add.clone(), 0.0).unwrap_err(),
+            RoomError::QueueFull(3)
+        );
+        assert_eq!(r.apply(&b, add, 0.0).unwrap_err(), RoomError::NotHost);
+        let fx = apply(
+            &mut r,
+            &a,
+            RoomCommand::QueueMove {
+                item_id: 3,
+                index: 0,
+            },
+            0.0,
+        );
+        assert_eq!(queue_ids(&fx), [3, 1, 2]);
+        let fx = apply(&mut r, &a, RoomCommand::QueueRemove { item_id: 1 }, 0.0);
+        assert_eq!(queue_ids(&fx), [3, 2]);
+        assert_eq!(
+            r.apply(&a, RoomCommand::QueueRemove { item_id: 1 }, 0.0)
+                .unwrap_err(),
+            RoomError::NoSuchQueueItem(1)
+        );
+    }
+
+    #[test]
+    fn next_plays_the_front_item_now_and_refuses_an_empty_queue() {
+        let (mut r, _) = room(RoomSettings::default());
+        let a = join(&mut r, 1, "Ann");
+        assert_eq!(
+            r.apply(&a, RoomCommand::Next, 0.0).unwrap_err(),
+            RoomError::QueueEmpty
+        );
+        apply(
+            &mut r,
+            &a,
+            RoomCommand::QueueAdd {
+                video: clip(7),
+                title: None,
+            },
+            0.0,
+        );
+        let fx = apply(&mut r, &a, RoomCommand::Next, 1000.0);
+        assert_eq!(kinds(&fx), ["playback", "queue"]);
+        let p = last_playback(&fx);
+        assert_eq!(p.video, Some(clip(7)));
+        assert!(!p.paused);
+        assert_eq!((p.position, p.anchor), (0.0, 1000.0 + r.start_lead_ms()));
+        assert_eq!(queue_ids(&fx), Vec::<u64>::new());
+    }
+
+    #[test]
+    fn the_first_plausible_duration_counts_and_the_end_advances_the_queue() {
+        let (mut r, a, b) = playing_room();
+        let seq = r.playback().seq;
+        assert_eq!(
+            r.next_deadline(),
+            Some(1000.0),
+            "the start is checked for buffering"
+        );
+        r.on_deadline(1000.0);
+        assert_eq!(r.next_deadline(), None, "no end without a duration");
+        let fx = apply(
+            &mut r,
+            &b,
+            RoomCommand::MediaInfo {
+                seq,
+                duration: 30.0,
+            },
+            1500.0,
+        );
+        assert_eq!(last_playback(&fx).duration, Some(30.0));
+        assert!(r
+            .apply(
+                &a,
+                RoomCommand::MediaInfo {
+                    seq,
+                    duration: 99.0
+                },
+                1600.0
+            )
+            .unwrap()
+            .is_empty());
+        assert_eq!(r.next_deadline(), Some(31_000.0));
+        apply(
+            &mut r,
+            &a,
+            RoomCommand::QueueAdd {
+                video: clip(2),
+                title: None,
+            },
+            2000.0,
+        );
+        assert!(r.on_deadline(30_999.0).is_empty(), "not yet");
+        let fx = r.on_deadline(31_000.0);
+        assert_eq!(kinds(&fx), ["playback", "queue"]);
+        let p = last_playback(&fx);
+        assert_eq!(p.video, Some(clip(2)));
+        assert!(!p.paused && p.position == 0.0 && p.duration.is_none());
+        assert_eq!(p.anchor, 31_000.0 + r.start_lead_ms());
+        match &fx[0].message {
+            ServerMessage::Playback { by, .. } => assert_eq!(*by, None, "the room itself"),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn with_nothing_queued_the_room_stops_at_the_end() {
+        let (mut r, _, b) = playing_room();
+        let seq = r.playback().seq;
+        apply(
+            &mut r,
+            &b,
+            RoomCommand::MediaInfo { seq, duration: 5.0 },
+            1000.0,
+        );
+        let fx = r.on_deadline(6000.0);
+        let p = last_playback(&fx);
+        assert!(p.paused && p.ended);
+        assert_eq!(p.position, 5.0);
+        assert_eq!(r.next_deadline(), None);
+    }
+
+    // ---- holds ------------------------------------------------------------------------
+
+    #[test]
+    fn a_buffering_member_holds_the_room_until_it_is_ready() {
+        let (mut r, _, b) = playing_room();
+        r.on_deadline(1000.0);
+        let fx = buffering(&mut r, &b, true, 2000.0);
+        let p = last_playback(&fx);
+        assert!(p.paused);
+        assert_eq!(p.waiting_for, vec![b.clone()]);
+        assert!(
+            (p.position - 1.0).abs() < 1e-9,
+            "held where it was: {}",
+            p.position
+        );
+        assert_eq!(r.next_deadline(), Some(2000.0 + 8000.0), "the timeout");
+        let fx = buffering(&mut r, &b, false, 3000.0);
+        let p = last_playback(&fx);
+        assert!(!p.paused && p.waiting_for.is_empty());
+        assert_eq!(p.anchor, 3000.0 + r.start_lead_ms(), "a scheduled restart");
+        assert_eq!(r.take_hold_outcomes(), [HoldOutcome::Ready]);
+    }
+
+    #[test]
+    fn a_hold_ends_when_its_member_leaves_or_at_the_timeout() {
+        let (mut r, _, b) = playing_room();
+        r.on_deadline(1000.0);
+        buffering(&mut r, &b, true, 2000.0);
+        let fx = r.disconnect(&b, 2, 2500.0);
+        assert!(!last_playback(&fx).paused);
+        assert_eq!(r.take_hold_outcomes(), [HoldOutcome::Left]);
+
+        let (mut r, _, b2) = playing_room();
+        r.on_deadline(1000.0);
+        buffering(&mut r, &b2, true, 2000.0);
+        assert!(r.on_deadline(9999.0).is_empty());
+        let fx = r.on_deadline(10_000.0);
+        assert!(!last_playback(&fx).paused, "played on without Bob");
+        assert_eq!(r.take_hold_outcomes(), [HoldOutcome::Timeout]);
+        // Still buffering, Bob does not hold the next start again...
+        let start = r.playback().anchor;
+        assert!(r.on_deadline(start).is_empty());
+        // ...until he has been ready once.
+        buffering(&mut r, &b2, false, start + 10.0);
+        let fx = buffering(&mut r, &b2, true, start + 20.0);
+        assert_eq!(last_playback(&fx).waiting_for, vec![b2.clone()]);
+    }
+
+    #[test]
+    fn members_still_buffering_when_a_start_comes_hold_it() {
+        let (mut r, a, b) = playing_room();
+        // Both seek to the start and buffer before it; Ann is ready in time, Bob is not.
+        assert!(
+            buffering(&mut r, &a, true, 950.0).is_empty(),
+            "not started yet"
+        );
+        buffering(&mut r, &b, true, 960.0);
+        buffering(&mut r, &a, false, 990.0);
+        let fx = r.on_deadline(1000.0);
+        assert_eq!(last_playback(&fx).waiting_for, vec![b.clone()]);
+    }
+
+    #[test]
+    fn a_pause_during_a_hold_cancels_it_and_more_buffering_members_join_it() {
+        let (mut r, a, b) = playing_room();
+        let c = join(&mut r, 3, "Cat");
+        r.on_deadline(1000.0);
+        buffering(&mut r, &b, true, 2000.0);
+        let fx = buffering(&mut r, &c, true, 2100.0);
+        assert_eq!(last_playback(&fx).waiting_for, [b.clone(), c.clone()]);
+        let fx = buffering(&mut r, &b, false, 2200.0);
+        let p = last_playback(&fx);
+        assert!(
+            p.paused && p.waiting_for == [c.clone()],
+            "still waiting for Cat"
+        );
+        let fx = apply(&mut r, &a, RoomCommand::Pause { position: None }, 2300.0);
+        let p = last_playback(&fx);
+        assert!(p.paused && p.waiting_for.is_empty());
+        assert_eq!(r.take_hold_outcomes(), [HoldOutcome::Cancelled]);
+        assert_eq!(r.next_deadline(), None);
+    }
+
+    #[test]
+    fn big_rooms_and_rooms_that_opted_out_never_hold() {
+        let (mut r, a, b) = playing_room();
+        r.on_deadline(1000.0);
+        let off = RoomCommand::SetOptions {
+            wait_for_buffering: Some(false),
+            buffering_timeout_s: Some(3.0),
+        };
+        let fx = apply(&mut r, &a, off, 1500.0);
+        assert_eq!(kinds(&fx), ["room"]);
+        assert!(buffering(&mut r, &b, true, 2000.0).is_empty());
+        assert!(!r.playback().paused);
+
+        let mut big = room_big_above(2);
+        let host = join(&mut big, 1, "Ann");
+        let ids: Vec<_> = (2..5).map(|i| join(&mut big, i, "m")).collect();
+        apply(&mut big, &host, RoomCommand::Load { video: clip(1) }, 0.0);
+        apply(&mut big, &host, play(Some(0.0)), 0.0);
+        let start = big.playback().anchor;
+        big.on_deadline(start);
+        assert!(buffering(&mut big, &ids[0], true, start + 1.0).is_empty());
+        assert!(!big.playback().paused);
     }
 }

@@ -5,6 +5,7 @@
 //! else to its room, and writes whatever the room sends back. It runs the WebSocket heartbeat
 //! and the join deadline. It holds no room rules.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -20,10 +21,11 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::limits::per_ip::SessionSlot;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::protocol::{decode, ClientMessage, CloseCode, ServerMessage};
-use crate::room::actor::{Disconnect, FromMember, Join, MemberRequest, RoomActor, SessionEnd};
+use crate::protocol::{decode, ClientMessage, CloseCode, JoinRequest, PingRequest, ServerMessage};
+use crate::room::actor::RoomActor;
 use crate::room::link::{Outgoing, SessionLink, Shared, Wake};
-use crate::room::state::{ConnId, Control};
+use crate::room::mailbox::{Disconnect, FromMember, Join, SessionEnd};
+use crate::room::state::ConnId;
 use crate::ws::fragments::{Fragments, Piece, FRAGMENT_BYTES};
 
 /// Rate-limited messages within one window after which the connection is closed (1008).
@@ -124,7 +126,7 @@ pub struct WsSession {
     fragments: Fragments,
     /// The session's own frames (pongs, errors) that came while a fragmented message was
     /// being written, which nothing may interleave.
-    held: Vec<ByteString>,
+    held: VecDeque<ByteString>,
     /// Reused buffer for what is taken from the queue.
     batch: Vec<Outgoing>,
     /// Whether the next fragment step is already scheduled.
@@ -155,7 +157,7 @@ impl WsSession {
             last_heard: Instant::now(),
             bucket: TokenBucket::new(settings.msg_burst, settings.msg_rate, now),
             fragments: Fragments::default(),
-            held: Vec::new(),
+            held: VecDeque::new(),
             batch: Vec::new(),
             abuse: (Instant::now(), 0),
             settings,
@@ -175,11 +177,14 @@ impl WsSession {
         self.write(ctx, msg.encode());
     }
 
-    /// Writes one of the session's own frames, or holds it while a fragmented message is
-    /// unfinished.
+    /// Writes one of the session's own frames (a pong, an error, the welcome), or holds it
+    /// while a fragmented message is unfinished. A large one goes out in fragments too.
     fn write(&mut self, ctx: &mut ws::WebsocketContext<Self>, frame: ByteString) {
         if self.fragments.mid_message() {
-            self.held.push(frame);
+            self.held.push_back(frame);
+        } else if frame.len() > FRAGMENT_BYTES {
+            self.fragments.start(frame);
+            self.pump(ctx);
         } else {
             ctx.text(frame);
         }
@@ -210,8 +215,15 @@ impl WsSession {
                 // Finished: what waited behind it may go now.
                 continue;
             }
-            for frame in self.held.drain(..) {
+            while let Some(frame) = self.held.pop_front() {
+                if frame.len() > FRAGMENT_BYTES {
+                    self.fragments.start(frame);
+                    break;
+                }
                 ctx.text(frame);
+            }
+            if self.fragments.mid_message() {
+                continue;
             }
             let mut batch = std::mem::take(&mut self.batch);
             self.shared.take(FRAGMENT_BYTES, &mut batch);
@@ -299,60 +311,29 @@ impl WsSession {
             }
         };
         self.metrics.message_in(msg.kind());
-        let request = match msg {
-            ClientMessage::Ping { t0 } => {
+        match msg {
+            ClientMessage::Ping(PingRequest { t0 }) => {
                 let pong = ServerMessage::Pong {
                     t0,
                     t1,
                     t2: clock::now_ms(),
                 };
                 self.send(ctx, &pong);
-                return;
             }
-            ClientMessage::Join {
-                name,
-                host_token,
-                resume_token,
-            } => {
-                self.join(name, host_token, resume_token, ctx);
-                return;
-            }
-            ClientMessage::Play { position } => MemberRequest::Control(Control::Play(position)),
-            ClientMessage::Pause { position } => MemberRequest::Control(Control::Pause(position)),
-            ClientMessage::Seek { position } => MemberRequest::Control(Control::Seek(position)),
-            ClientMessage::Rate { rate } => MemberRequest::Control(Control::Rate(rate)),
-            ClientMessage::Load { video } => MemberRequest::Control(Control::Load(video)),
-            ClientMessage::Chat { text } => MemberRequest::Chat(text),
-            ClientMessage::TransferHost { to } => MemberRequest::TransferHost(to),
-            ClientMessage::SetControl { control } => MemberRequest::SetControl(control),
-            ClientMessage::Status {
-                rtt_ms,
-                drift_ms,
-                buffering,
-            } => MemberRequest::Status {
-                rtt_ms,
-                drift_ms,
-                buffering,
+            ClientMessage::Join(request) => self.join(request, ctx),
+            ClientMessage::Room(command) => match &self.membership {
+                Membership::Joined(id) => self.room.do_send(FromMember {
+                    id: id.clone(),
+                    conn: self.conn,
+                    command,
+                    received,
+                }),
+                _ => self.send_error(ctx, &SessionError::NotJoined),
             },
-        };
-        match &self.membership {
-            Membership::Joined(id) => self.room.do_send(FromMember {
-                id: id.clone(),
-                conn: self.conn,
-                request,
-                received,
-            }),
-            _ => self.send_error(ctx, &SessionError::NotJoined),
         }
     }
 
-    fn join(
-        &mut self,
-        name: String,
-        host_token: Option<String>,
-        resume_token: Option<String>,
-        ctx: &mut ws::WebsocketContext<Self>,
-    ) {
+    fn join(&mut self, request: JoinRequest, ctx: &mut ws::WebsocketContext<Self>) {
         if self.membership != Membership::Anonymous {
             self.send_error(ctx, &SessionError::AlreadyJoined);
             return;
@@ -361,19 +342,19 @@ impl WsSession {
         let join = Join {
             conn: self.conn,
             link: SessionLink::new(Arc::clone(&self.shared), ctx.address().recipient()),
-            name,
-            host_token,
-            resume_token,
+            request,
         };
-        // `wait` holds back the session's other events until the room answers, so nothing
-        // the client sends after `join` overtakes it.
+        // `wait` holds back the session's other events until the room answers: nothing the
+        // client sends after `join` overtakes it, and the welcome is written before any
+        // broadcast the room queued for this session meanwhile.
         self.room
             .send(join)
             .into_actor(self)
             .map(|result, session, ctx| match result {
-                Ok(Ok(id)) => {
-                    tracing::debug!(room = %session.room_id, participant = %id, "joined");
-                    session.membership = Membership::Joined(id);
+                Ok(Ok(admitted)) => {
+                    tracing::debug!(room = %session.room_id, participant = %admitted.id, "joined");
+                    session.membership = Membership::Joined(admitted.id);
+                    session.write(ctx, admitted.welcome);
                 }
                 Ok(Err(err)) => {
                     session.membership = Membership::Anonymous;
