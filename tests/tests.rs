@@ -17,3 +17,4 @@ mod protocol_errors;
 mod rest_api;
 mod shutdown;
 mod slow_consumer;
+mod watch_party;
