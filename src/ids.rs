@@ -110,9 +110,45 @@ impl Secret {
     }
 }
 
+impl Secret {
+    /// What is stored in place of the secret.
+    pub fn hash(&self) -> SecretHash {
+        SecretHash::of(&self.0)
+    }
+}
+
 impl fmt::Debug for Secret {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str("Secret(..)")
+    }
+}
+
+/// The SHA-256 of a secret, which is what a room keeps and stores: a restart, or a look at
+/// the database, must not hand out tokens. The secrets are 256 random bits, so a plain hash
+/// cannot be reversed by guessing.
+#[derive(Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct SecretHash(String);
+
+impl SecretHash {
+    /// The hash of `secret`.
+    pub fn of(secret: &str) -> Self {
+        use sha2::{Digest, Sha256};
+        SecretHash(hex::encode(Sha256::digest(secret.as_bytes())))
+    }
+
+    /// Whether `candidate` is the secret this is the hash of, compared in time independent
+    /// of where the hashes differ.
+    pub fn matches(&self, candidate: &str) -> bool {
+        let other = SecretHash::of(candidate);
+        let (a, b) = (self.0.as_bytes(), other.0.as_bytes());
+        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    }
+}
+
+impl fmt::Debug for SecretHash {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("SecretHash(..)")
     }
 }
 
@@ -137,6 +173,22 @@ mod tests {
         assert!(!a.matches(b.as_str()));
         assert!(!a.matches(&a.as_str()[..63]));
         assert!(!a.matches(""));
+    }
+
+    #[test]
+    fn a_hash_recognises_its_secret_and_nothing_else() {
+        let a = Secret::generate();
+        let h = a.hash();
+        assert!(h.matches(a.as_str()));
+        assert!(!h.matches(Secret::generate().as_str()));
+        assert!(!h.matches(""));
+        assert_ne!(format!("{h:?}"), a.as_str());
+        let stored = serde_json::to_string(&h).unwrap();
+        assert!(
+            !stored.contains(a.as_str()),
+            "the token itself is never stored"
+        );
+        assert_eq!(stored.len(), 64 + 2);
     }
 
     #[test]

@@ -102,7 +102,7 @@ impl Rooms {
             new.name,
             new.control,
             new.video,
-            token.clone(),
+            token.hash(),
             settings,
             clock::now_ms(),
         );

@@ -6,7 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 use crate::clock::ServerMs;
-use crate::ids::{ParticipantId, Secret};
+use crate::ids::{ParticipantId, SecretHash};
 use crate::limits::TokenBucket;
 use crate::protocol::Entry;
 use crate::room::state::ConnId;
@@ -47,8 +47,8 @@ pub struct Shown {
 pub struct MemberRecord {
     /// Display name.
     pub name: String,
-    /// Proves ownership of this membership when reconnecting.
-    pub resume_token: Secret,
+    /// The hash of the token that proves ownership of this membership when reconnecting.
+    pub resume: SecretHash,
 }
 
 /// One participant: its record, and the live state the room keeps beside it.

@@ -12,7 +12,7 @@ use indexmap::IndexMap;
 
 use crate::clock::ServerMs;
 use crate::error::RoomError;
-use crate::ids::{ParticipantId, RoomId, Secret};
+use crate::ids::{ParticipantId, RoomId, Secret, SecretHash};
 use crate::limits::TokenBucket;
 use crate::protocol::{
     ChatMessage, ControlMode, Entry, ParticipantRef, Playback, RoomCommand, RoomInfo,
@@ -153,8 +153,8 @@ pub struct RoomState<L> {
     control: ControlMode,
     /// The host's settings for holds.
     options: RoomOptions,
-    /// Secret whose holder becomes host on join.
-    host_token: Secret,
+    /// Hash of the secret whose holder becomes host on joining as a new participant.
+    host_token: SecretHash,
     /// Tunable rules.
     settings: RoomSettings,
     /// The authoritative clock.
@@ -185,7 +185,7 @@ impl<L> RoomState<L> {
         name: String,
         control: ControlMode,
         video: Option<Video>,
-        host_token: Secret,
+        host_token: SecretHash,
         settings: RoomSettings,
         now: ServerMs,
     ) -> Self {
@@ -278,15 +278,21 @@ impl<L> RoomState<L> {
             .collect()
     }
 
-    /// The `welcome` for participant `id` (which must be a member).
-    fn welcome(&self, id: &ParticipantId, now: ServerMs) -> Option<ServerMessage> {
+    /// The `welcome` for participant `id` (which must be a member), handing it
+    /// `resume_token` (the room keeps only its hash).
+    fn welcome(
+        &self,
+        id: &ParticipantId,
+        resume_token: String,
+        now: ServerMs,
+    ) -> Option<ServerMessage> {
         let m = self.members.get(id)?;
         Some(ServerMessage::Welcome(Box::new(Welcome {
             you: ParticipantRef {
                 id: id.clone(),
                 name: m.record.name.clone(),
             },
-            resume_token: m.record.resume_token.as_str().to_owned(),
+            resume_token,
             room: self.info(),
             host_id: self.host.clone(),
             participants: self.entries(),
@@ -310,14 +316,17 @@ impl<L> RoomState<L> {
         now: ServerMs,
     ) -> Result<Joined<L>, RoomError> {
         let existing = resume_token.and_then(|token| {
+            // Comparing hashes with `==` may leak how much of a hash matched; a hash prefix
+            // brings nobody closer to a 256-bit token.
+            let hash = SecretHash::of(token);
             self.members
                 .iter()
-                .find(|(_, m)| m.record.resume_token.matches(token))
-                .map(|(id, _)| id.clone())
+                .find(|(_, m)| m.record.resume == hash)
+                .map(|(id, _)| (id.clone(), token.to_owned()))
         });
         let mut effects = Vec::new();
-        let (id, replaced, resumed) = match existing {
-            Some(id) => {
+        let (id, token, replaced, resumed) = match existing {
+            Some((id, token)) => {
                 // unwrap: `id` was just found in `members`
                 let m = self.members.get_mut(&id).unwrap();
                 let replaced = m.link.replace((conn, link)).map(|(_, old)| old);
@@ -327,22 +336,23 @@ impl<L> RoomState<L> {
                     m.shown = None; // a new name is always news
                 }
                 self.presence.changed(&id);
-                (id, replaced, true)
+                (id, token, replaced, true)
             }
             None => {
                 if self.members.len() >= self.settings.max_members {
                     return Err(RoomError::RoomFull(self.settings.max_members));
                 }
                 let id = ParticipantId::new();
+                let token = Secret::generate();
                 let record = MemberRecord {
                     name,
-                    resume_token: Secret::generate(),
+                    resume: token.hash(),
                 };
                 let bucket =
                     TokenBucket::new(self.settings.chat_burst, self.settings.chat_per_second, now);
                 self.members
                     .insert(id.clone(), Member::new(record, Some((conn, link)), bucket));
-                (id, None, false)
+                (id, token.as_str().to_owned(), None, false)
             }
         };
         // The host token makes a new participant host. A resumed one is who it was: the
@@ -371,7 +381,7 @@ impl<L> RoomState<L> {
             }
         }
         // unwrap: the participant is a member now
-        let welcome = self.welcome(&id, now).unwrap();
+        let welcome = self.welcome(&id, token, now).unwrap();
         Ok(Joined {
             id,
             resumed,
@@ -918,7 +928,7 @@ mod tests {
             "Movie night".into(),
             ControlMode::Host,
             None,
-            token.clone(),
+            token.hash(),
             settings,
             0.0,
         );
