@@ -32,20 +32,47 @@ impl ChatLog {
         }
     }
 
+    /// A log holding `messages` (oldest first, as stored) with ids continuing at `next_id`.
+    pub fn restore(
+        messages: Vec<ChatMessage>,
+        next_id: u64,
+        capacity: usize,
+        max_bytes: usize,
+    ) -> Self {
+        let mut log = ChatLog::new(capacity, max_bytes);
+        let highest = messages.iter().map(|m| m.id).max().unwrap_or(0);
+        for message in messages {
+            log.keep(message);
+        }
+        log.next_id = next_id.max(highest + 1);
+        log
+    }
+
+    /// The id the next message gets (stored, so ids keep counting up after a restart).
+    pub fn next_id(&self) -> u64 {
+        self.next_id
+    }
+
     /// Appends a message (assigning its id) and returns it, as stored.
     pub fn push(&mut self, mut message: ChatMessage) -> ChatMessage {
         message.id = self.next_id;
         self.next_id += 1;
-        if self.capacity > 0 && message.text.len() <= self.max_bytes {
-            self.bytes += message.text.len();
-            self.messages.push_back(message.clone());
-            while self.messages.len() > self.capacity || self.bytes > self.max_bytes {
-                if let Some(old) = self.messages.pop_front() {
-                    self.bytes -= old.text.len();
-                }
+        self.keep(message.clone());
+        message
+    }
+
+    /// Keeps `message` in the log, dropping the oldest beyond the caps.
+    fn keep(&mut self, message: ChatMessage) {
+        if self.capacity == 0 || message.text.len() > self.max_bytes {
+            return;
+        }
+        self.bytes += message.text.len();
+        self.messages.push_back(message);
+        while self.messages.len() > self.capacity || self.bytes > self.max_bytes {
+            if let Some(old) = self.messages.pop_front() {
+                self.bytes -= old.text.len();
             }
         }
-        message
     }
 
     /// The kept messages, oldest first.

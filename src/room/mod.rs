@@ -12,6 +12,7 @@ pub mod paced;
 pub mod playback;
 pub mod presence;
 pub mod queue;
+pub mod record;
 pub mod state;
 
 pub use actor::RoomActor;

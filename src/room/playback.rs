@@ -22,7 +22,7 @@ pub fn start_lead_ms(slowest_rtt_ms: f64) -> f64 {
 }
 
 /// The room's clock. Positions are seconds, times are server milliseconds.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct PlaybackClock {
     /// What is loaded; `None` until the first `load`.
     video: Option<Video>,

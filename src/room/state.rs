@@ -24,6 +24,7 @@ use crate::room::members::{Member, MemberRecord};
 use crate::room::playback::{start_lead_ms, PlaybackClock};
 use crate::room::presence::PendingPresence;
 use crate::room::queue::Queue;
+use crate::room::record::{RoomRecord, StoredMember, RECORD_VERSION};
 
 /// Identifies one WebSocket connection, so a stale connection's events can be told apart
 /// from those of the connection that resumed the same participant.
@@ -81,7 +82,7 @@ impl Default for RoomSettings {
 }
 
 /// What the host of a room may change about it, besides who controls.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct RoomOptions {
     /// Whether a buffering member puts the room on hold.
     pub wait_for_buffering: bool,
@@ -174,6 +175,8 @@ pub struct RoomState<L> {
     start_checked: ServerMs,
     /// How holds ended since the actor last asked, for its metrics.
     hold_outcomes: Vec<HoldOutcome>,
+    /// Something durable changed since the actor last asked (see [`RoomState::to_record`]).
+    dirty: bool,
     /// What the next `presence` messages still have to tell.
     presence: PendingPresence,
 }
@@ -204,8 +207,97 @@ impl<L> RoomState<L> {
             hold: None,
             start_checked: f64::NEG_INFINITY,
             hold_outcomes: Vec::new(),
+            dirty: true,
             presence: PendingPresence::default(),
         }
+    }
+
+    // ---- storage -----------------------------------------------------------------------
+
+    /// The room's durable state (see `room::record`).
+    pub fn to_record(&self) -> RoomRecord {
+        RoomRecord {
+            version: RECORD_VERSION,
+            id: self.id,
+            name: self.name.clone(),
+            control: self.control,
+            options: self.options.clone(),
+            host_token: self.host_token.clone(),
+            clock: self.clock.clone(),
+            held: self.hold.is_some(),
+            host: self.host.clone(),
+            members: self
+                .members
+                .iter()
+                .map(|(id, m)| StoredMember {
+                    id: id.clone(),
+                    record: m.record.clone(),
+                })
+                .collect(),
+            queue: self.queue.items(),
+            queue_next_id: self.queue.next_id(),
+            chat_next_id: self.chat.next_id(),
+        }
+    }
+
+    /// Whether something durable changed since the last call: the actor then writes the
+    /// record (behind, within a fraction of a second).
+    pub fn take_dirty(&mut self) -> bool {
+        std::mem::take(&mut self.dirty)
+    }
+
+    /// A room brought back from its `record` and stored `chat` (oldest first) at server time
+    /// `now`. Every member is away, with its grace period counted from now: it keeps its
+    /// identity, and the host the host role, until it resumes or the grace runs out. A room
+    /// that was playing plays on at the live position; one paused by a hold plays on from
+    /// where it held.
+    pub fn from_record(
+        record: RoomRecord,
+        chat: Vec<ChatMessage>,
+        settings: RoomSettings,
+        now: ServerMs,
+    ) -> Self {
+        let chat = ChatLog::restore(
+            chat,
+            record.chat_next_id,
+            settings.chat_history,
+            settings.chat_history_bytes,
+        );
+        let queue = Queue::restore(record.queue, record.queue_next_id, settings.max_queue);
+        let members = record
+            .members
+            .into_iter()
+            .map(|stored| {
+                let bucket = TokenBucket::new(settings.chat_burst, settings.chat_per_second, now);
+                let mut member = Member::new(stored.record, None, bucket);
+                member.away_since = Some(now);
+                (stored.id, member)
+            })
+            .collect();
+        let mut room = RoomState {
+            id: record.id,
+            name: record.name,
+            control: record.control,
+            options: record.options,
+            host_token: record.host_token,
+            chat,
+            queue,
+            settings,
+            clock: record.clock,
+            members,
+            host: record.host,
+            hold: None,
+            start_checked: f64::NEG_INFINITY,
+            hold_outcomes: Vec::new(),
+            dirty: false,
+            presence: PendingPresence::default(),
+        };
+        if record.held {
+            let start_at = now + room.start_lead_ms();
+            room.clock.play(now, start_at, None);
+            room.dirty = true;
+        }
+        room
     }
 
     /// Whether membership changes are batched into presence (rooms above the threshold).
@@ -334,6 +426,7 @@ impl<L> RoomState<L> {
                 if m.record.name != name {
                     m.record.name = name;
                     m.shown = None; // a new name is always news
+                    self.dirty = true;
                 }
                 self.presence.changed(&id);
                 (id, token, replaced, true)
@@ -352,6 +445,7 @@ impl<L> RoomState<L> {
                     TokenBucket::new(self.settings.chat_burst, self.settings.chat_per_second, now);
                 self.members
                     .insert(id.clone(), Member::new(record, Some((conn, link)), bucket));
+                self.dirty = true;
                 (id, token.as_str().to_owned(), None, false)
             }
         };
@@ -435,6 +529,7 @@ impl<L> RoomState<L> {
     ) -> Option<L> {
         let big = self.is_big();
         let member = self.members.shift_remove(id)?;
+        self.dirty = true;
         self.presence.gone(id, big);
         if !big {
             effects.push(Effect::all(ServerMessage::Left { id: id.clone() }));
@@ -455,6 +550,7 @@ impl<L> RoomState<L> {
         if self.host == new {
             return None;
         }
+        self.dirty = true;
         for id in [self.host.take(), new.clone()].into_iter().flatten() {
             if self.members.contains_key(&id) {
                 self.presence.changed(&id);
@@ -858,20 +954,26 @@ impl<L> RoomState<L> {
 
     // ---- helpers -----------------------------------------------------------------------
 
-    fn playback_effect(&self, by: Option<ParticipantId>) -> Effect {
+    /// The `playback` telling everyone of a change of the clock (which is durable).
+    fn playback_effect(&mut self, by: Option<ParticipantId>) -> Effect {
+        self.dirty = true;
         Effect::all(ServerMessage::Playback {
             playback: self.playback(),
             by,
         })
     }
 
-    fn queue_effect(&self) -> Effect {
+    /// The `queue` telling everyone of a change of the queue (which is durable).
+    fn queue_effect(&mut self) -> Effect {
+        self.dirty = true;
         Effect::all(ServerMessage::Queue {
             items: self.queue.items(),
         })
     }
 
-    fn room_effect(&self) -> Effect {
+    /// The `room` telling everyone of a change of control or options (which are durable).
+    fn room_effect(&mut self) -> Effect {
+        self.dirty = true;
         Effect::all(ServerMessage::Room { room: self.info() })
     }
 
@@ -1473,6 +1575,126 @@ mod tests {
         assert_eq!(v["room"]["buffering_timeout_s"], 8.0);
         assert_eq!(v["server_time"], 7.0);
         assert_eq!(v["resume_token"].as_str().unwrap().len(), 64);
+    }
+
+    // ---- storage ------------------------------------------------------------------------
+
+    #[test]
+    fn a_room_comes_back_from_its_record_with_identities_host_clock_queue_and_chat() {
+        let (mut r, host_token) = room(RoomSettings::default());
+        let ann = r
+            .join(1, 1, "Ann".into(), Some(host_token.as_str()), None, 0.0)
+            .unwrap();
+        let bob = join_full(&mut r, 2, "Bob");
+        apply(&mut r, &ann.id, RoomCommand::Load { video: clip(1) }, 0.0);
+        apply(
+            &mut r,
+            &ann.id,
+            RoomCommand::QueueAdd {
+                video: clip(2),
+                title: None,
+            },
+            0.0,
+        );
+        let said = apply(&mut r, &bob.id, chat("hello"), 5.0);
+        apply(&mut r, &ann.id, play(Some(10.0)), 1000.0);
+        assert!(r.take_dirty());
+        assert!(!r.take_dirty(), "taken");
+        let stored = r.to_record().to_bytes();
+        let text = String::from_utf8(stored.clone()).unwrap();
+        for secret in [
+            host_token.as_str().to_owned(),
+            resume_token(&ann),
+            resume_token(&bob),
+        ] {
+            assert!(!text.contains(&secret), "a token was stored");
+        }
+        let stored_chat: Vec<ChatMessage> = said
+            .iter()
+            .filter_map(|e| match &e.message {
+                ServerMessage::Chat { message } => Some(message.clone()),
+                _ => None,
+            })
+            .collect();
+
+        // The next process, 5 s later.
+        let record = RoomRecord::from_bytes(&stored).unwrap();
+        let mut back: Room =
+            RoomState::from_record(record, stored_chat, RoomSettings::default(), 6000.0);
+        assert_eq!(back.len(), 2, "both count while within grace");
+        assert_eq!(back.host().unwrap().id, ann.id);
+        assert!(back.entries().iter().all(|e| !e.connected));
+        let p = back.playback();
+        assert!(!p.paused);
+        let live = p.position + (6000.0 - p.anchor) / 1000.0 * p.rate;
+        assert!(
+            (live - 15.0).abs() < 0.2,
+            "plays on at the live position: {live}"
+        );
+        // Bob resumes as himself: same id, no noise, chat ids continue.
+        let again = r_join_resume(&mut back, 7, "Bob", &resume_token(&bob), 6100.0);
+        assert_eq!(again.id, bob.id);
+        assert!(again.resumed && again.effects.is_empty());
+        match &again.welcome {
+            ServerMessage::Welcome(w) => {
+                assert_eq!(w.chat.len(), 1);
+                assert_eq!(w.queue.len(), 1);
+                assert_eq!(w.host_id.as_ref(), Some(&ann.id));
+            }
+            other => panic!("{other:?}"),
+        }
+        let fx = apply(&mut back, &bob.id, chat("again"), 6200.0);
+        match &fx[0].message {
+            ServerMessage::Chat { message } => assert_eq!(message.id, 2),
+            other => panic!("{other:?}"),
+        }
+        // Ann is still host after her grace... as long as she comes back within it.
+        assert!(back
+            .tick(6000.0 + 10_001.0)
+            .iter()
+            .any(|e| kinds(std::slice::from_ref(e)) == ["left"]));
+        assert_eq!(
+            back.host().unwrap().id,
+            bob.id,
+            "her grace ran out: the role passed on"
+        );
+    }
+
+    fn r_join_resume(
+        r: &mut Room,
+        conn: u64,
+        name: &str,
+        token: &str,
+        now: ServerMs,
+    ) -> Joined<u32> {
+        r.join(conn, conn as u32, name.into(), None, Some(token), now)
+            .unwrap()
+    }
+
+    #[test]
+    fn a_room_stored_on_hold_plays_on_when_it_comes_back() {
+        let (mut r, _, b) = playing_room();
+        r.on_deadline(1000.0);
+        buffering(&mut r, &b, true, 2000.0);
+        let record = r.to_record();
+        assert!(record.held);
+        let back: Room =
+            RoomState::from_record(record, Vec::new(), RoomSettings::default(), 9000.0);
+        let p = back.playback();
+        assert!(!p.paused && p.waiting_for.is_empty());
+        assert!((p.position - 1.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn a_record_of_another_version_is_refused() {
+        let (r, _) = room(RoomSettings::default());
+        let mut record = r.to_record();
+        record.version = 99;
+        assert!(matches!(
+            RoomRecord::from_bytes(&record.to_bytes()),
+            Err(crate::room::record::RecordError::Version(99))
+        ));
+        assert!(RoomRecord::from_bytes(b"{not json").is_err());
     }
 
     // ---- queue and the end of a video -----------------------------------------------------
