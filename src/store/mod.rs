@@ -386,3 +386,23 @@ impl fmt::Debug for Store {
             .finish()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_handle_is_cheap_to_share_between_threads() {
+        fn shareable<T: Clone + Send + Sync + 'static>() {}
+        shareable::<Store>();
+    }
+
+    #[test]
+    fn an_error_tells_whether_the_write_is_kept() {
+        let kept = StoreError::Degraded {
+            reason: "disk full".into(),
+        };
+        assert!(kept.to_string().contains("kept and retried"));
+        assert!(StoreError::Dropped.to_string().contains("dropped"));
+    }
+}
