@@ -24,7 +24,10 @@ use crate::redis_server::{Persistence, RedisServer};
 use crate::util::PATIENCE;
 
 /// A directory of this test's own, removed when dropped.
-pub struct TempDir(PathBuf);
+pub struct TempDir(
+    /// Unique to this process and test: tests run in parallel.
+    PathBuf,
+);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {

@@ -8,17 +8,17 @@
 //!   ([`redis`]).
 //!
 //! The room layer owns what a room's record and a chat message contain: the store sees opaque
-//! bytes. What it guarantees ([`writer`] has the details, docs/storage.md the whole design):
+//! bytes. What it guarantees (`store::writer` has the details, docs/storage.md the whole design):
 //!
 //! - **Order per room.** Writes for one room are applied in the order [`Store::write`] was
 //!   called.
 //! - **Group commit.** The writer takes everything queued (for at most
 //!   [`StoreOptions::batch_window`]) and commits it as one transaction (SQLite) or one
-//!   `MULTI`/`EXEC` (Redis); a record replaced within the batch is not written ([`plan`]).
+//!   `MULTI`/`EXEC` (Redis); a record replaced within the batch is not written (`store::plan`).
 //! - **Acks mean committed.** A write's ack is completed with `Ok` once its batch is
 //!   committed, or with the error if that failed.
 //! - **Failure degrades, never stops.** A failed batch is kept and retried with exponential
-//!   backoff while [`Store::health`] says `Degraded`; the queue is bounded ([`queue`]).
+//!   backoff while [`Store::health`] says `Degraded`; the queue is bounded (`store::queue`).
 
 mod metrics;
 pub(crate) mod plan;
@@ -189,7 +189,7 @@ pub struct StoreOptions {
     /// The most writes in one transaction.
     pub max_batch: usize,
     /// The most uncommitted writes the writer keeps. Beyond it, superseded writes are dropped
-    /// first, then the oldest chat, then the oldest writes (see [`queue`]). Calls to
+    /// first, then the oldest chat, then the oldest writes (see `store::queue`). Calls to
     /// [`Store::write`] are refused at twice this, should the writer itself be stuck.
     pub max_pending: usize,
     /// The most bytes of uncommitted writes the writer keeps, dropped by the same rule.

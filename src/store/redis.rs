@@ -61,9 +61,15 @@ pub(crate) struct Redis {
     conn: ConnectionManager,
     /// Each room's latest `expires_at_ms` seen in this process, so chat appended after the
     /// record was stored gets the record's expiry too (`PEXPIREAT` on a key that does not
-    /// exist yet does nothing). Rooms are forgotten on delete.
+    /// exist yet does nothing). Rooms are forgotten on delete, and once expired.
     expiry: HashMap<RoomId, u64>,
+    /// The size of `expiry` at which expired rooms are next forgotten (rooms that expire
+    /// without a delete would otherwise stay in it for good).
+    prune_at: usize,
 }
+
+/// The smallest `prune_at`: below it the map is too small to be worth a pass.
+const PRUNE_FLOOR: usize = 1024;
 
 impl Redis {
     /// Connects to `url`; fails if Redis does not answer within `timeout`.
@@ -77,6 +83,7 @@ impl Redis {
         Ok(Redis {
             conn,
             expiry: HashMap::new(),
+            prune_at: PRUNE_FLOOR,
         })
     }
 
@@ -134,6 +141,12 @@ impl Redis {
                     self.expiry.remove(&room);
                 }
             }
+        }
+        if self.expiry.len() >= self.prune_at {
+            let now = crate::clock::now_ms() as u64;
+            self.expiry.retain(|_, at| *at > now);
+            // Twice what is left: the pass costs O(1) per room stored since the last one.
+            self.prune_at = (self.expiry.len() * 2).max(PRUNE_FLOOR);
         }
         pipe
     }

@@ -11,10 +11,10 @@
 //!    (a lone write goes at once), [`StoreOptions::batch_window`] has passed or
 //!    [`StoreOptions::max_batch`] writes are in hand. While a commit runs, new writes pile up
 //!    in the channel and the next batch takes them all: that is the group commit.
-//! 3. **Commit** the oldest writes as one [`Plan`](super::plan::Plan). On success: complete
-//!    their acks with `Ok`, health `Ok`. On failure: log, count, health `Degraded`, complete
-//!    their acks with the error, keep the writes, and wait the backoff (serving reads,
-//!    flushes and new writes meanwhile) before retrying.
+//! 3. **Commit** the oldest writes as one [`Plan`]. On success: complete their acks with
+//!    `Ok`, health `Ok`. On failure: log, count, health `Degraded`, complete their acks with
+//!    the error, keep the writes, and wait the backoff (serving reads, flushes and new writes
+//!    meanwhile) before retrying.
 //!
 //! Reads go through the same channel. SQLite answers them on this thread between commits;
 //! Redis answers each in a task of its own on this runtime, so a slow commit does not hold
