@@ -16,6 +16,7 @@
 //!   [`room::presence`], [`room::chat`]) and the `RoomActor` that applies them and delivers
 //!   the results into each member's queue ([`room::link`]), handing a big room's presence out
 //!   over the second ([`room::paced`]).
+//! - [`store`]: durable rooms: writes group-committed to SQLite or Redis off-thread, and loads.
 //! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
 //! - [`clock`]: server time, monotonic and anchored once to the wall clock.
@@ -38,6 +39,7 @@ pub mod metrics;
 pub mod protocol;
 pub mod registry;
 pub mod room;
+pub mod store;
 pub mod ws;
 
 pub use app::{start, RunningServer, ShutdownHandle};

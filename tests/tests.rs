@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0, real HTTP and WebSocket clients.
 
+mod redis_server;
 mod util;
 
 mod abuse_limits;
@@ -17,4 +18,6 @@ mod protocol_errors;
 mod rest_api;
 mod shutdown;
 mod slow_consumer;
+mod store;
+mod store_bench;
 mod watch_party;
