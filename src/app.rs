@@ -9,14 +9,15 @@ use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::access::Access;
-use crate::config::Config;
+use crate::config::{Config, StoreChoice};
 use crate::http;
 use crate::http::guard::ConnectionSlot;
 use crate::limits::per_ip::{IpRate, SessionCounter};
 use crate::metrics::Metrics;
-use crate::registry::Rooms;
+use crate::registry::{Rooms, RoomsConfig};
 use crate::room::actor::RoomTiming;
 use crate::room::link::QueueLimits;
+use crate::store::Store;
 
 /// State shared by every worker.
 pub struct AppState {
@@ -43,12 +44,28 @@ pub struct AppState {
 }
 
 impl AppState {
-    /// State for a server with `config`.
-    pub fn new(config: Config) -> Self {
+    /// State for a server with `config`, with its store opened (the SQLite file created,
+    /// or Redis reached).
+    pub async fn new(config: Config) -> std::io::Result<Self> {
         let media = http::media::MediaLibrary::from_config(&config);
-        AppState {
-            rooms: Arc::new(Rooms::new(config.max_rooms, config.max_rooms_per_ip)),
-            metrics: Arc::new(Metrics::new()),
+        let metrics = Arc::new(Metrics::new());
+        let store = open_store(&config, &metrics).await?;
+        tracing::info!(
+            store = store.kind(),
+            "rooms are kept in the {} store",
+            store.kind()
+        );
+        let rooms = Rooms::new(RoomsConfig {
+            max_rooms: config.max_rooms,
+            max_per_creator: config.max_rooms_per_ip,
+            settings: config.room_settings(),
+            timing: room_timing(&config),
+            store,
+            metrics: Arc::clone(&metrics),
+        });
+        Ok(AppState {
+            rooms: Arc::new(rooms),
+            metrics,
             access: Access::from_config(&config),
             sessions_per_ip: SessionCounter::new(config.max_sessions_per_ip),
             connections_per_ip: SessionCounter::new(config.max_connections_per_ip),
@@ -57,7 +74,7 @@ impl AppState {
             media,
             config,
             shutting_down: AtomicBool::new(false),
-        }
+        })
     }
 
     /// Takes one event from `limiter` for `ip`, or refuses with 429 `rate_limited` (counted
@@ -81,22 +98,36 @@ impl AppState {
     pub fn is_shutting_down(&self) -> bool {
         self.shutting_down.load(Ordering::Acquire)
     }
+}
 
-    /// Timing rules for new room actors.
-    pub fn room_timing(&self) -> RoomTiming {
-        let c = &self.config;
-        RoomTiming {
-            // The session's own heartbeat fires first; the room steps in only for a session
-            // that is not being polled at all (its socket stopped draining).
-            silence_evict_ms: (c.client_timeout + c.heartbeat_interval).as_secs_f64() * 1000.0,
-            idle_ttl_ms: c.room_idle_ttl.as_secs_f64() * 1000.0,
-            unjoined_ttl_ms: c.unjoined_room_ttl.as_secs_f64() * 1000.0,
-            queue: QueueLimits {
-                max_lag_ms: c.max_lag.as_secs_f64() * 1000.0,
-                max_bytes: c.outbox_bytes,
-            },
-        }
+/// Timing rules for room actors.
+fn room_timing(c: &Config) -> RoomTiming {
+    let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+    RoomTiming {
+        // The session's own heartbeat fires first; the room steps in only for a session
+        // that is not being polled at all (its socket stopped draining).
+        silence_evict_ms: ms(c.client_timeout + c.heartbeat_interval),
+        idle_ttl_ms: ms(c.room_idle_ttl),
+        unjoined_ttl_ms: ms(c.unjoined_room_ttl),
+        room_ttl_ms: ms(c.room_ttl),
+        queue: QueueLimits {
+            max_lag_ms: ms(c.max_lag),
+            max_bytes: c.outbox_bytes,
+        },
     }
+}
+
+/// The store the configuration asks for; an error names the flag to fix.
+async fn open_store(config: &Config, metrics: &Metrics) -> std::io::Result<Store> {
+    let store_metrics = Arc::clone(&metrics.store);
+    let opened = match config.store_choice() {
+        StoreChoice::Memory => Ok(Store::memory()),
+        StoreChoice::Sqlite(dir) => Store::sqlite(&dir, store_metrics),
+        StoreChoice::Redis(url) => Store::redis(&url, store_metrics).await,
+    };
+    opened.map_err(|e| {
+        std::io::Error::other(format!("{e} (see --data-dir, --ephemeral and --redis-url)"))
+    })
 }
 
 /// A started server.
@@ -137,20 +168,22 @@ pub struct ShutdownHandle {
 
 impl ShutdownHandle {
     /// Refuses new rooms and sockets, tells every client `server_restarting` and closes its
-    /// socket with 1012, then stops the HTTP server, waiting at most the shutdown timeout for
-    /// connections to finish.
+    /// socket with 1012, has every room write its last state and waits for the store to
+    /// commit it, then stops the HTTP server; each step within the shutdown timeout.
     pub async fn shutdown(&self) {
         if self.state.shutting_down.swap(true, Ordering::AcqRel) {
             return;
         }
+        let timeout = self.state.config.shutdown_timeout;
         tracing::info!(rooms = self.state.rooms.len(), "shutting down");
-        self.state.rooms.shutdown_all();
+        self.state.rooms.shutdown_all(timeout).await;
         self.handle.stop(true).await;
     }
 }
 
-/// Binds the configured address and starts the server (workers, rooms, routes).
-pub fn start(config: Config) -> std::io::Result<RunningServer> {
+/// Opens the store, binds the configured address and starts the server (workers, rooms,
+/// routes).
+pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     crate::clock::init();
     let bind = (config.host.clone(), config.port);
     let workers = config.workers.unwrap_or_else(|| {
@@ -161,7 +194,7 @@ pub fn start(config: Config) -> std::io::Result<RunningServer> {
     let shutdown_timeout = config.shutdown_timeout;
     let send_buffer = config.socket_send_buffer;
     let user_timeout = config.tcp_user_timeout;
-    let state = web::Data::new(AppState::new(config));
+    let state = web::Data::new(AppState::new(config).await?);
     let app_state = state.clone();
     let connections = (!app_state.config.trust_proxy).then(|| app_state.connections_per_ip.clone());
     let server = HttpServer::new(move || {

@@ -37,6 +37,24 @@ pub struct Config {
     #[arg(long, env = "WT_FRONTEND_DIR")]
     pub frontend_dir: Option<PathBuf>,
 
+    /// Where rooms are stored (an SQLite file in it), so a restart or a crash loses none;
+    /// created if missing. `none` keeps rooms in memory only (as --ephemeral does).
+    #[arg(long, env = "WT_DATA_DIR", default_value = "./data")]
+    pub data_dir: PathBuf,
+
+    /// Keep rooms in memory only: a restart loses them (for tests and throwaway servers).
+    #[arg(long, env = "WT_EPHEMERAL")]
+    pub ephemeral: bool,
+
+    /// Store rooms in Redis at this URL (`redis://HOST:PORT/DB`) instead of the data
+    /// directory: the shared store several nodes need.
+    #[arg(long, env = "WT_REDIS_URL")]
+    pub redis_url: Option<String>,
+
+    /// A stored room with no members for this long is deleted (its link then gives 404).
+    #[arg(long, env = "WT_ROOM_TTL", value_parser = humantime::parse_duration, default_value = "24h")]
+    pub room_ttl: Duration,
+
     /// Log as JSON lines instead of human-readable text.
     #[arg(long, env = "WT_LOG_JSON")]
     pub log_json: bool,
@@ -49,7 +67,8 @@ pub struct Config {
     #[arg(long, env = "WT_MAX_MEMBERS", default_value_t = 5_000)]
     pub max_members: usize,
 
-    /// An empty room is removed after this long.
+    /// An empty room is unloaded from memory after this long (it stays stored until
+    /// --room-ttl, and is loaded again when someone asks for it).
     #[arg(long, env = "WT_ROOM_IDLE_TTL", value_parser = humantime::parse_duration, default_value = "10m")]
     pub room_idle_ttl: Duration,
 
@@ -194,6 +213,17 @@ impl Config {
         Config::parse_from(["watch-together"])
     }
 
+    /// Which store the flags ask for.
+    pub fn store_choice(&self) -> StoreChoice {
+        if let Some(url) = &self.redis_url {
+            StoreChoice::Redis(url.clone())
+        } else if self.ephemeral || self.data_dir.as_os_str() == "none" {
+            StoreChoice::Memory
+        } else {
+            StoreChoice::Sqlite(self.data_dir.clone())
+        }
+    }
+
     /// The per-room rules derived from the flags.
     pub fn room_settings(&self) -> RoomSettings {
         RoomSettings {
@@ -210,6 +240,17 @@ impl Config {
     }
 }
 
+/// Where rooms are kept.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum StoreChoice {
+    /// Nowhere: memory only.
+    Memory,
+    /// An SQLite file in this directory.
+    Sqlite(PathBuf),
+    /// Redis at this URL.
+    Redis(String),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -224,6 +265,26 @@ mod tests {
         assert_eq!(c.heartbeat_interval, Duration::from_secs(5));
         assert_eq!(c.client_timeout, Duration::from_secs(15));
         assert!(c.allowed_origins.is_empty());
+        assert_eq!(c.store_choice(), StoreChoice::Sqlite("./data".into()));
+        assert_eq!(c.room_ttl, Duration::from_secs(24 * 3600));
+    }
+
+    #[test]
+    fn the_store_is_redis_when_given_else_sqlite_unless_ephemeral() {
+        let parse = |args: &[&str]| {
+            Config::parse_from(std::iter::once("watch-together").chain(args.iter().copied()))
+                .store_choice()
+        };
+        assert_eq!(parse(&["--ephemeral"]), StoreChoice::Memory);
+        assert_eq!(parse(&["--data-dir", "none"]), StoreChoice::Memory);
+        assert_eq!(
+            parse(&["--data-dir", "/var/lib/wt"]),
+            StoreChoice::Sqlite("/var/lib/wt".into())
+        );
+        assert_eq!(
+            parse(&["--redis-url", "redis://127.0.0.1:6379/0", "--ephemeral"]),
+            StoreChoice::Redis("redis://127.0.0.1:6379/0".into())
+        );
     }
 
     #[test]

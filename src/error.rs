@@ -170,6 +170,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("the server is restarting")]
     ShuttingDown,
+    /// The room store cannot be read right now.
+    #[error("rooms cannot be loaded right now: {0}")]
+    StoreUnavailable(String),
     /// Something failed inside the server.
     #[error("internal error: {0}")]
     Internal(String),
@@ -192,6 +195,7 @@ impl ApiError {
             ApiError::MethodNotAllowed(_) => "method_not_allowed",
             ApiError::TooLarge(_) => "too_large",
             ApiError::ShuttingDown => "shutting_down",
+            ApiError::StoreUnavailable(_) => "store_unavailable",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -202,7 +206,9 @@ impl ResponseError for ApiError {
         match self {
             ApiError::RoomNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRoomId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::RoomLimit(_) | ApiError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            ApiError::RoomLimit(_) | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::OriginNotAllowed(_) | ApiError::HostNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,

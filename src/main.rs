@@ -18,7 +18,7 @@ async fn main() -> std::io::Result<()> {
     }
     tune_allocator();
 
-    let server = watch_together::start(config)?;
+    let server = watch_together::start(config).await?;
     // The one line on stdout: scripts and the load bench read the chosen port from it.
     println!("watch-together listening on http://{}", server.addr);
     tracing::info!(addr = %server.addr, "listening");

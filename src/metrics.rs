@@ -9,7 +9,10 @@ use prometheus::{
     TextEncoder,
 };
 
+use std::sync::Arc;
+
 use crate::protocol::{CLIENT_TYPES, SERVER_TYPES};
+use crate::store::StoreMetrics;
 
 /// Limits whose refusals are counted, by label.
 pub const LIMITS: &[&str] = &[
@@ -86,6 +89,10 @@ pub struct Metrics {
     client_drift_ms: Histogram,
     /// Round trip that clients report in `status`, in ms.
     client_rtt_ms: Histogram,
+    /// Rooms loaded from the store (after a restart, or after being unloaded while idle).
+    rooms_loaded: IntCounter,
+    /// The room store's own metrics, in the same registry.
+    pub store: Arc<StoreMetrics>,
 }
 
 impl Metrics {
@@ -147,6 +154,12 @@ impl Metrics {
             holds: Labelled::new(&holds, HOLD_OUTCOMES),
             client_drift_ms: client_drift_ms.clone(),
             client_rtt_ms: client_rtt_ms.clone(),
+            rooms_loaded: IntCounter::new(
+                "rooms_loaded_total",
+                "Rooms loaded from the store after a restart or an idle unload",
+            )
+            .expect("valid metric"),
+            store: Arc::new(StoreMetrics::new()),
             errors_sent: IntCounter::new("errors_sent_total", "Error messages sent to clients")
                 .expect("valid metric"),
             broadcast_seconds: Histogram::with_opts(
@@ -172,6 +185,7 @@ impl Metrics {
             Box::new(holds),
             Box::new(client_drift_ms),
             Box::new(client_rtt_ms),
+            Box::new(m.rooms_loaded.clone()),
             Box::new(m.errors_sent.clone()),
             Box::new(m.broadcast_seconds.clone()),
         ] {
@@ -179,6 +193,9 @@ impl Metrics {
                 .register(metric)
                 .expect("each metric is registered once");
         }
+        m.store
+            .register(&m.registry)
+            .expect("the store's metrics are registered once");
         m
     }
 
@@ -195,6 +212,11 @@ impl Metrics {
     /// Counts `n` frames of type `kind` queued to sessions.
     pub fn frames_out(&self, kind: &str, n: u64) {
         self.frames_out.inc_by(kind, n);
+    }
+
+    /// Counts a room loaded from the store.
+    pub fn room_loaded(&self) {
+        self.rooms_loaded.inc();
     }
 
     /// Counts a hold that ended with `outcome` (one of [`HOLD_OUTCOMES`]).

@@ -21,7 +21,14 @@ async fn join(base: &str, room: &str, name: &str) -> Client {
 #[actix_rt::test]
 async fn sigterm_tells_clients_to_reconnect_and_exits() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_watch-together"))
-        .args(["--port", "0", "--log-json", "--shutdown-timeout", "3s"])
+        .args([
+            "--port",
+            "0",
+            "--ephemeral",
+            "--log-json",
+            "--shutdown-timeout",
+            "3s",
+        ])
         .env("RUST_LOG", "info")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())

@@ -34,6 +34,8 @@ pub fn test_config() -> Config {
     let mut c = Config::defaults();
     c.port = 0;
     c.workers = Some(2);
+    // Rooms in memory unless a test asks for a store (tests/durability.rs).
+    c.ephemeral = true;
     c
 }
 
@@ -55,7 +57,7 @@ impl TestServer {
     pub async fn with(adjust: impl FnOnce(&mut Config)) -> Self {
         let mut config = test_config();
         adjust(&mut config);
-        let server = watch_together::start(config).expect("server starts");
+        let server = watch_together::start(config).await.expect("server starts");
         let base = format!("http://{}", server.addr);
         let state = server.state.clone();
         let shutdown = server.shutdown_handle();

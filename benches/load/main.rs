@@ -17,6 +17,7 @@ mod progress;
 mod report;
 mod server;
 mod stats;
+mod store;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -80,10 +81,16 @@ fn run(options: Options) -> Result<bool, String> {
     let plan = Plan::from_options(options)?;
     let own_limit = server::open_file_limit("self");
     plan.check_file_limit(own_limit)?;
+    // Lives as long as the run: removes the SQLite directory or stops redis-server when dropped.
+    let run_store = match plan.target {
+        Some(_) => None,
+        None => Some(store::RunStore::prepare(plan.store)?),
+    };
     let (spawned, addr) = match plan.target {
         Some(addr) => (None, addr),
         None => {
-            let flags = server::server_flags(&plan);
+            let store_flags = run_store.as_ref().map_or(&[][..], |s| &s.flags[..]);
+            let flags = server::server_flags(&plan, store_flags);
             let binary = plan.server_bin.display().to_string();
             let env: Vec<String> = server::SERVER_ENV
                 .iter()

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use clap::{Parser, ValueEnum};
 
+use super::store::StoreKind;
+
 /// The shapes of load the bench knows. Each sets defaults that any option may override.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum Scenario {
@@ -99,6 +101,11 @@ pub struct Options {
     #[arg(long, value_name = "PATH", conflicts_with = "target")]
     pub server_bin: Option<PathBuf>,
 
+    /// Where the started server keeps its rooms (its default is SQLite; `redis` starts a
+    /// redis-server for the run).
+    #[arg(long, value_enum, default_value_t = StoreKind::Sqlite)]
+    pub store: StoreKind,
+
     /// Skip the machine's floor (raw sockets, no framework) measured after the run.
     #[arg(long)]
     pub no_floor: bool,
@@ -168,6 +175,8 @@ pub struct Plan {
     pub target: Option<SocketAddr>,
     /// The server binary to start (unless `target` is set).
     pub server_bin: PathBuf,
+    /// Where the started server keeps its rooms.
+    pub store: StoreKind,
     /// Whether to measure the machine's floor after the run.
     pub floor: bool,
     /// Extra server flags.
@@ -227,6 +236,7 @@ impl Plan {
             server_bin: o
                 .server_bin
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_watch-together"))),
+            store: o.store,
             floor: !o.no_floor,
             server_args: o.server_args,
             threads: o

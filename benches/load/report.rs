@@ -244,6 +244,7 @@ pub fn build(
         "scenario": plan.scenario.name(),
         "smoke": plan.smoke,
         "server_bin": plan.target.is_none().then(|| plan.server_bin.display().to_string()),
+        "store": plan.target.is_none().then(|| plan.store.name()),
         "plan": {
             "rooms": plan.rooms,
             "members": plan.members,
@@ -502,6 +503,9 @@ pub fn table(r: &Value) -> String {
     );
     if let Some(bin) = r["server_bin"].as_str() {
         row("server binary", bin.to_owned());
+    }
+    if let Some(store) = r["store"].as_str() {
+        row("server store", store.to_owned());
     }
     let a = &r["admission"];
     row(

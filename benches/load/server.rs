@@ -29,7 +29,7 @@ pub struct Spawned {
 
 /// The flags the bench gives the server: limits raised so the scenario itself is allowed.
 /// Anything in `plan.server_args` replaces the bench's value for the same flag.
-pub fn server_flags(plan: &Plan) -> Vec<String> {
+pub fn server_flags(plan: &Plan, store: &[(String, String)]) -> Vec<String> {
     let members_cap = (plan.members * 3 + 100).max(5000);
     let mut flags: Vec<(String, String)> = vec![
         ("--host".into(), "127.0.0.1".into()),
@@ -51,6 +51,7 @@ pub fn server_flags(plan: &Plan) -> Vec<String> {
         ),
         ("--chat-burst".into(), "10".into()),
     ];
+    flags.extend(store.iter().cloned());
     for extra in &plan.server_args {
         let (key, value) = extra
             .split_once('=')

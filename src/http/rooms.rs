@@ -1,7 +1,5 @@
 //! `POST /api/rooms` and `GET /api/rooms/{room_id}`.
 
-use std::sync::Arc;
-
 use actix_web::http::header;
 use actix_web::{web, HttpRequest, HttpResponse};
 use serde::Deserialize;
@@ -82,17 +80,17 @@ pub async fn create(
             state.config.rooms_per_ip_per_minute
         )
     })?;
-    let (room_id, host_token) = state.rooms.create(
-        NewRoom {
-            name,
-            control: request.control.unwrap_or_default(),
-            video: request.video,
-        },
-        ip,
-        state.config.room_settings(),
-        state.room_timing(),
-        Arc::clone(&state.metrics),
-    )?;
+    let (room_id, host_token) = state
+        .rooms
+        .create(
+            NewRoom {
+                name,
+                control: request.control.unwrap_or_default(),
+                video: request.video,
+            },
+            ip,
+        )
+        .await?;
     tracing::info!(room = %room_id, %ip, "room created");
     Ok(HttpResponse::Created().json(json!({
         "room_id": room_id,
@@ -109,7 +107,8 @@ pub async fn get(
     let id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
     let room = state
         .rooms
-        .get(&id)
+        .get_or_load(&id)
+        .await?
         .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
     let summary = room
         .send(GetSummary)

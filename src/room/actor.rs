@@ -7,7 +7,7 @@
 //! buffer without bound (docs/architecture.md, "Slow and dead clients").
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use bytestring::ByteString;
@@ -23,7 +23,9 @@ use crate::room::mailbox::{
     Admitted, Disconnect, FromMember, GetSummary, Join, RoomSummary, SessionEnd, Shutdown,
 };
 use crate::room::paced::PacedFanOut;
+use crate::room::persist::{Persistence, WRITE_BEHIND};
 use crate::room::state::{Audience, ConnId, Effect, RoomState};
+use crate::store::Store;
 
 /// How often the room flushes presence, ends grace periods and checks for silent members.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -40,8 +42,19 @@ pub struct RoomTiming {
     pub idle_ttl_ms: f64,
     /// A room nobody has joined yet is removed after this long.
     pub unjoined_ttl_ms: f64,
+    /// A stored room without members is deleted after this long.
+    pub room_ttl_ms: f64,
     /// When a member's queue counts as behind.
     pub queue: QueueLimits,
+}
+
+/// How a room came to be loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// Created just now (`POST /api/rooms`).
+    Created,
+    /// Loaded from the store (after a restart, or after it was unloaded while idle).
+    Loaded,
 }
 
 /// One room.
@@ -66,27 +79,84 @@ pub struct RoomActor {
     paced_run: u64,
     /// The timer set for the state's next deadline, and the deadline it is for.
     deadline: Option<(ServerMs, SpawnHandle)>,
+    /// Keeps the room stored.
+    persist: Persistence,
 }
 
 impl RoomActor {
-    /// A room actor around `state`.
+    /// A room actor around `state`, kept in `store`.
     pub fn new(
         state: RoomState<SessionLink>,
+        origin: Origin,
         timing: RoomTiming,
         rooms: Arc<Rooms>,
         metrics: Arc<Metrics>,
+        store: Store,
     ) -> Self {
+        let now = clock::now_ms();
+        let persist = Persistence::new(
+            store,
+            state.info().id,
+            timing.room_ttl_ms,
+            state.chat_keep(),
+            now,
+        );
         RoomActor {
+            empty_since: state.is_empty().then_some(now),
             state,
             timing,
             rooms,
             metrics,
-            empty_since: Some(clock::now_ms()),
-            ever_joined: false,
+            // A stored room was in use before; only fresh ones get the short unjoined TTL.
+            ever_joined: origin == Origin::Loaded,
             paced: None,
             paced_run: 0,
             deadline: None,
+            persist,
         }
+    }
+
+    /// Schedules a write of the record if something durable changed (after every message,
+    /// deadline and tick).
+    fn persist_changes(&mut self, ctx: &mut Context<Self>) {
+        if self.state.take_dirty() && self.persist.mark_dirty() {
+            ctx.run_later(WRITE_BEHIND, |room, _| room.write_record());
+        }
+    }
+
+    fn write_record(&mut self) {
+        let record = self.state.to_record();
+        self.persist
+            .write_record(&record, self.empty_since, clock::now_ms());
+    }
+
+    /// Delivers a chat's effects once the store has committed the message (see
+    /// `room::persist`), then measures the broadcast from the frame's arrival.
+    fn deliver_chat(&mut self, effects: Vec<Effect>, received: Instant, ctx: &mut Context<Self>) {
+        let message = effects.iter().find_map(|e| match &e.message {
+            ServerMessage::Chat { message } => Some(message.clone()),
+            _ => None,
+        });
+        let Some(message) = message.filter(|_| self.persist.is_durable()) else {
+            self.deliver(effects);
+            self.metrics
+                .broadcast_seconds
+                .observe(received.elapsed().as_secs_f64());
+            return;
+        };
+        let (ticket, answer) = self.persist.hold_chat(&message, effects);
+        ctx.spawn(answer.into_actor(self).map(move |outcome, room, _ctx| {
+            let outcome = match outcome {
+                Ok(Ok(())) => Ok(()),
+                Ok(Err(e)) => Err(e.to_string()),
+                Err(_) => Err("the store stopped".to_owned()),
+            };
+            let ready = room.persist.answered(ticket, outcome);
+            room.deliver(ready);
+            room.metrics
+                .broadcast_seconds
+                .observe(received.elapsed().as_secs_f64());
+        }));
     }
 
     /// Delivers effects, evicting members that cannot keep up (which may cause more effects).
@@ -240,6 +310,7 @@ impl RoomActor {
                 let effects = room.state.on_deadline(clock::now_ms());
                 room.deliver(effects);
                 room.schedule_deadline(ctx);
+                room.persist_changes(ctx);
             });
             self.deadline = Some((due, timer));
         }
@@ -310,19 +381,31 @@ impl RoomActor {
         }
         // Members leaving may have ended a hold (and with it, moved the deadline).
         self.schedule_deadline(ctx);
-        if let Some(since) = self.empty_since {
-            let ttl = if self.ever_joined {
-                self.timing.idle_ttl_ms
-            } else {
-                self.timing.unjoined_ttl_ms
-            };
-            if now - since >= ttl {
-                let id = self.state.info().id;
-                tracing::info!(room = %id, "removing idle room");
-                self.rooms.remove(&id);
-                ctx.stop();
+        self.persist_changes(ctx);
+        let Some(since) = self.empty_since else {
+            if self.persist.needs_refresh(now) {
+                // Occupied but unchanged for long: keep the stored record from expiring.
+                self.write_record();
             }
+            return;
+        };
+        let id = self.state.info().id;
+        let empty_for = now - since;
+        if !self.ever_joined && empty_for >= self.timing.unjoined_ttl_ms {
+            tracing::info!(room = %id, "removing a room nobody joined");
+            self.persist.delete();
+        } else if empty_for >= self.timing.room_ttl_ms {
+            tracing::info!(room = %id, "removing an expired room");
+            self.persist.delete();
+        } else if self.ever_joined && empty_for >= self.timing.idle_ttl_ms {
+            // Unloaded, not deleted: the stored room comes back when someone asks for it.
+            tracing::info!(room = %id, "unloading an idle room");
+            self.write_record();
+        } else {
+            return;
         }
+        self.rooms.remove(&id);
+        ctx.stop();
     }
 }
 
@@ -427,6 +510,7 @@ impl Handler<Join> for RoomActor {
         self.metrics.frames_out("welcome", 1);
         self.deliver(joined.effects);
         self.schedule_deadline(ctx);
+        self.persist_changes(ctx);
         Ok(Admitted {
             id: joined.id,
             welcome: joined.welcome.encode(),
@@ -451,7 +535,9 @@ impl Handler<FromMember> for RoomActor {
             self.metrics.client_report(*rtt_ms, *drift_ms);
         }
         let fans_out = msg.command.fans_out();
+        let is_chat = matches!(msg.command, RoomCommand::Chat { .. });
         match self.state.apply(id, msg.command, now) {
+            Ok(effects) if is_chat => self.deliver_chat(effects, msg.received, ctx),
             Ok(effects) => {
                 self.deliver(effects);
                 if fans_out {
@@ -463,6 +549,7 @@ impl Handler<FromMember> for RoomActor {
             Err(err) => self.reply_error(id, err),
         }
         self.schedule_deadline(ctx);
+        self.persist_changes(ctx);
     }
 }
 
@@ -476,6 +563,7 @@ impl Handler<Disconnect> for RoomActor {
         };
         self.deliver(effects);
         self.schedule_deadline(ctx);
+        self.persist_changes(ctx);
     }
 }
 
@@ -502,6 +590,11 @@ impl Handler<Shutdown> for RoomActor {
     type Result = ();
 
     fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
+        // Chats still waiting for their commit go out (their writes stay queued for the
+        // store's flush), and the room's last state is written now, not behind.
+        let held = self.persist.release_all();
+        self.deliver(held);
+        self.write_record();
         let now = clock::now_ms();
         let frame = ServerMessage::ServerRestarting {}.encode();
         for (_, _, link) in self.state.links() {

@@ -9,6 +9,7 @@ pub mod link;
 pub mod mailbox;
 pub mod members;
 pub mod paced;
+pub mod persist;
 pub mod playback;
 pub mod presence;
 pub mod queue;

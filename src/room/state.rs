@@ -600,6 +600,11 @@ impl<L> RoomState<L> {
             .take(big, &mut self.members, self.host.as_ref())
     }
 
+    /// How many chat messages the room keeps (and the store with it).
+    pub fn chat_keep(&self) -> usize {
+        self.settings.chat_history
+    }
+
     /// How many items wait in the queue.
     pub fn queued(&self) -> usize {
         self.queue.len()

@@ -29,7 +29,7 @@ pub async fn connect(
     path: web::Path<String>,
     state: web::Data<AppState>,
 ) -> Result<HttpResponse, ApiError> {
-    let result = upgrade(&req, stream, path, &state);
+    let result = upgrade(&req, stream, path, &state).await;
     if let Err(err) = &result {
         tracing::debug!(
             path = req.path(),
@@ -41,7 +41,7 @@ pub async fn connect(
     result
 }
 
-fn upgrade(
+async fn upgrade(
     req: &HttpRequest,
     stream: web::Payload,
     path: web::Path<String>,
@@ -55,7 +55,8 @@ fn upgrade(
     let room_id: RoomId = raw.parse().map_err(|_| ApiError::BadRoomId(raw.clone()))?;
     let room = state
         .rooms
-        .get(&room_id)
+        .get_or_load(&room_id)
+        .await?
         .ok_or_else(|| ApiError::RoomNotFound(raw.clone()))?;
     let ip = client_ip(req, state.config.trust_proxy);
     state.admit(&state.connect_rate, ip, "connect_rate", || {
