@@ -1,11 +1,13 @@
 //! Integration tests: the real server on 127.0.0.1:0, real HTTP and WebSocket clients.
 
 mod redis_server;
+mod server_process;
 mod util;
 
 mod abuse_limits;
 mod access;
 mod bench_smoke;
+mod durability;
 mod fuzz_frames;
 mod heartbeat;
 mod large_messages;

@@ -401,6 +401,8 @@ impl Client {
             }
             Some(Ok(Frame::Close(reason))) => Some(Event::Closed(reason.map(|r| r.code.into()))),
             Some(Ok(_)) => None,
+            // The connection broke without a close frame (a killed server resets it).
+            Some(Err(ProtocolError::Io(_))) => Some(Event::Closed(None)),
             Some(Err(e)) => panic!("protocol error: {e}"),
             None => Some(Event::Closed(None)),
         }

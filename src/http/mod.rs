@@ -10,6 +10,7 @@ use serde_json::json;
 
 use crate::app::AppState;
 use crate::error::ApiError;
+use crate::store::StoreHealth;
 
 /// Largest accepted REST request body.
 pub const MAX_BODY_BYTES: usize = 16 * 1024;
@@ -40,13 +41,26 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
         );
 }
 
+/// `GET /api/health`: `ok`, `degraded` (the store is failing; rooms still work from
+/// memory) with the reason, or `shutting_down`.
 async fn health(state: web::Data<AppState>) -> HttpResponse {
-    HttpResponse::Ok().json(json!({
-        "status": if state.is_shutting_down() { "shutting_down" } else { "ok" },
+    let store = state.rooms.store();
+    let (status, reason) = match store.health() {
+        _ if state.is_shutting_down() => ("shutting_down", None),
+        StoreHealth::Ok => ("ok", None),
+        StoreHealth::Degraded { reason } => ("degraded", Some(reason)),
+    };
+    let mut body = json!({
+        "status": status,
+        "store": store.kind(),
         "rooms": state.rooms.len(),
         "sessions": state.metrics.sessions.get(),
         "version": env!("CARGO_PKG_VERSION"),
-    }))
+    });
+    if let Some(reason) = reason {
+        body["reason"] = reason.into();
+    }
+    HttpResponse::Ok().json(body)
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
