@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every check and test of the project on a fresh Debian machine with the Rust toolchain
-# and Node.js. Installs what it needs first (Chromium from apt, playwright-core from npm).
+# and Node.js. Installs what it needs first (Chromium and redis-server from apt,
+# playwright-core from npm).
 # The load bench's smoke mode runs inside cargo test (tests/bench_smoke.rs).
 # Used by .ci/run; run it yourself the same way:
 #   scripts/test.sh
@@ -8,6 +9,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 step() { printf '\n==> %s\n' "$*"; }
+
+step "system packages (Debian: chromium, redis-server)"
+# Installed only when missing: the browser for the end-to-end tests, and redis-server, which
+# the store and durability tests start on a free port of their own.
+missing=()
+[ -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ] || missing+=(chromium)
+command -v redis-server >/dev/null || missing+=(redis-server)
+if [ "${#missing[@]}" -gt 0 ]; then
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
 
 step "formatting (cargo fmt --check)"
 cargo fmt --all -- --check
@@ -23,14 +37,6 @@ npm ci --no-audit --no-fund
 
 step "sync engine unit tests (node --test)"
 npm test
-
-step "browser for end-to-end tests (Debian chromium)"
-if [ ! -x "${CHROMIUM_PATH:-/usr/bin/chromium}" ]; then
-    sudo=""
-    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-    $sudo apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq chromium >/dev/null
-fi
 
 step "release build (the server the browser tests run)"
 cargo build --release --quiet

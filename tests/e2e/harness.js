@@ -21,10 +21,12 @@ export const WAIT_MS = 30_000;
  * Starts the release server on a free port. Per-IP limits are lifted because every
  * page of a test connects from 127.0.0.1.
  */
-export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_ROOT, 'media') } = {}) {
+export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_ROOT, 'media'), dataDir = null } = {}) {
   const args = [
     '--port', '0',
     '--media-dir', mediaDir,
+    // Rooms in memory unless a test keeps them on disk (to restart the server over them).
+    ...(dataDir ? ['--data-dir', dataDir] : ['--ephemeral']),
     '--max-sessions-per-ip', '0',
     '--connects-per-ip-per-minute', '0',
     '--rooms-per-ip-per-minute', '0',
