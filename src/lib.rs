@@ -11,13 +11,16 @@
 //!   actor that decodes frames, answers clock-sync pings, rate-limits, forwards the rest to
 //!   its room, and writes what the room queued for it (large messages in paced fragments).
 //!   The only module that uses actix-web-actors.
-//! - [`registry`]: which rooms exist (id → room actor address).
-//! - [`room`]: a room's rules as plain structs ([`room::state`], [`room::playback`],
-//!   [`room::presence`], [`room::chat`]) and the `RoomActor` that applies them and delivers
-//!   the results into each member's queue ([`room::link`]), handing a big room's presence out
-//!   over the second ([`room::paced`]).
+//! - [`registry`]: which rooms are loaded (id → room actor address); creates rooms and loads
+//!   stored ones on request.
+//! - [`room`]: a room's rules as plain structs ([`room::state`] with its members, clock,
+//!   queue, holds, presence and chat) applied to one `RoomCommand` at a time; the `RoomActor`
+//!   that runs them ([`room::actor`], its messages in [`room::mailbox`]), delivering into each
+//!   member's queue ([`room::link`]), pacing a big room's presence ([`room::paced`]) and
+//!   keeping the room stored ([`room::persist`], [`room::record`]).
 //! - [`store`]: durable rooms: writes group-committed to SQLite or Redis off-thread, and loads.
-//! - [`protocol`]: every wire message, decoding with validation, and error/close codes.
+//! - [`protocol`]: every WebSocket message, decoded once with validation, and error/close
+//!   codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
 //! - [`clock`]: server time, monotonic and anchored once to the wall clock.
 //! - [`limits`]: token buckets and per-IP limits. [`metrics`]: Prometheus metrics.

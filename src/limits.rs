@@ -72,7 +72,7 @@ mod tests {
 }
 
 /// Per-client limits: open sessions, connections and rooms, connection and room creation
-/// rates. A "client" is an IPv4 address or an IPv6 /64 ([`client_key`]).
+/// rates. A "client" is an IPv4 address or an IPv6 /64 ([`per_ip::client_key`]).
 pub mod per_ip {
     use std::collections::HashMap;
     use std::net::{IpAddr, Ipv6Addr};
