@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
@@ -41,6 +41,8 @@ pub struct AppState {
     pub media: Option<http::media::MediaLibrary>,
     /// Set once shutdown begins: new rooms and sockets are refused.
     shutting_down: AtomicBool,
+    /// This node's name, fixed once the port is bound (its default includes the port).
+    node_id: OnceLock<String>,
 }
 
 impl AppState {
@@ -74,7 +76,13 @@ impl AppState {
             media,
             config,
             shutting_down: AtomicBool::new(false),
+            node_id: OnceLock::new(),
         })
+    }
+
+    /// This node's name (`--node-id`, or host name and port).
+    pub fn node_id(&self) -> &str {
+        self.node_id.get().map_or("", String::as_str)
     }
 
     /// Takes one event from `limiter` for `ip`, or refuses with 429 `rate_limited` (counted
@@ -220,6 +228,12 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         .addrs()
         .first()
         .ok_or_else(|| std::io::Error::other("no address bound"))?;
+    let node_id = state
+        .config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
+    let _ = state.node_id.set(node_id);
     let server = server.run();
     Ok(RunningServer {
         addr,
@@ -227,6 +241,15 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
         handle: server.handle(),
         server,
     })
+}
+
+/// The machine's host name, for the default node id.
+fn host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .map(|name| name.trim().to_owned())
+        .filter(|name| !name.is_empty())
+        .unwrap_or_else(|| "localhost".to_owned())
 }
 
 /// A TCP connection's place in its client's count (holding `None` past the cap: its

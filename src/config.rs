@@ -42,6 +42,11 @@ pub struct Config {
     #[arg(long, env = "WT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
+    /// This node's name among several sharing one Redis (default: host name and port). It
+    /// answers in `/api/health` and the `X-Served-By` header of every response.
+    #[arg(long, env = "WT_NODE_ID")]
+    pub node_id: Option<String>,
+
     /// Keep rooms in memory only: a restart loses them (for tests and throwaway servers).
     #[arg(long, env = "WT_EPHEMERAL")]
     pub ephemeral: bool,

@@ -208,7 +208,18 @@ async fn every_answer_carries_the_security_headers() {
         assert!(csp.contains("frame-ancestors 'none'"), "{path}: {csp}");
         assert!(csp.contains("default-src 'self'"), "{path}: {csp}");
         assert_eq!(r.header("x-frame-options"), Some("DENY"), "{path}");
+        // Which node answered, as /api/health names it (host name and port by default).
+        let node = r.header("x-served-by").unwrap_or_default();
+        assert!(
+            node.ends_with(&format!(":{}", srv.addr().port())),
+            "{path}: {node}"
+        );
     }
+    let (_, health) = srv.get("/api/health").await;
+    assert!(health["node"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(":{}", srv.addr().port())));
 }
 
 /// Item 12: with --refuse-private-urls, videos on private or local networks are refused,

@@ -90,16 +90,19 @@ where
     actix_web::dev::forward_ready!(service);
 
     fn call(&self, req: ServiceRequest) -> Self::Future {
-        let refusal = match req.app_data::<web::Data<AppState>>() {
+        let state = req.app_data::<web::Data<AppState>>().cloned();
+        let refusal = match &state {
             Some(state) => check(&req, state),
             None => Ok(()),
         };
+        // Which node answered: behind a balancer, the only way to tell from outside.
+        let served_by = state.and_then(|s| HeaderValue::from_str(s.node_id()).ok());
         match refusal {
             Ok(()) => {
                 let response = self.service.call(req);
                 Box::pin(async move {
                     let mut response = response.await?;
-                    add_security_headers(response.headers_mut());
+                    add_headers(response.headers_mut(), served_by);
                     Ok(response.map_into_left_body())
                 })
             }
@@ -110,18 +113,21 @@ where
                         .head_mut()
                         .set_connection_type(ConnectionType::Close);
                 }
-                add_security_headers(response.headers_mut());
+                add_headers(response.headers_mut(), served_by);
                 Box::pin(ready(Ok(req.into_response(response).map_into_right_body())))
             }
         }
     }
 }
 
-fn add_security_headers(headers: &mut HeaderMap) {
+fn add_headers(headers: &mut HeaderMap, served_by: Option<HeaderValue>) {
     for (name, value) in SECURITY_HEADERS {
         if !headers.contains_key(&name) {
             headers.insert(name, HeaderValue::from_static(value));
         }
+    }
+    if let Some(node) = served_by {
+        headers.insert(HeaderName::from_static("x-served-by"), node);
     }
 }
 

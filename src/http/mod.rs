@@ -52,6 +52,7 @@ async fn health(state: web::Data<AppState>) -> HttpResponse {
     };
     let mut body = json!({
         "status": status,
+        "node": state.node_id(),
         "store": store.kind(),
         "rooms": state.rooms.len(),
         "sessions": state.metrics.sessions.get(),
