@@ -179,7 +179,7 @@ impl Progress {
         let mut err = std::io::stderr().lock();
         if self.in_place {
             let _ = write!(err, "\r{line:<150}");
-        } else if self.timeline.len() % 5 == 0 {
+        } else if self.timeline.len().is_multiple_of(5) {
             let _ = writeln!(err, "{line}");
         }
         let _ = err.flush();
