@@ -2,13 +2,14 @@
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::dev::ServerHandle;
 use actix_web::{web, App, HttpServer};
 
 use crate::access::Access;
+use crate::cluster::Leases;
 use crate::config::{Config, StoreChoice};
 use crate::http;
 use crate::http::guard::ConnectionSlot;
@@ -41,28 +42,42 @@ pub struct AppState {
     pub media: Option<http::media::MediaLibrary>,
     /// Set once shutdown begins: new rooms and sockets are refused.
     shutting_down: AtomicBool,
-    /// This node's name, fixed once the port is bound (its default includes the port).
-    node_id: OnceLock<String>,
+    /// This node's name (`--node-id`, or host name and port).
+    node_id: String,
 }
 
 impl AppState {
-    /// State for a server with `config`, with its store opened (the SQLite file created,
-    /// or Redis reached).
-    pub async fn new(config: Config) -> std::io::Result<Self> {
+    /// State for node `node_id` of a server with `config`, with its store opened (the
+    /// SQLite file created, or Redis reached).
+    pub async fn new(config: Config, node_id: String) -> std::io::Result<Self> {
         let media = http::media::MediaLibrary::from_config(&config);
         let metrics = Arc::new(Metrics::new());
         let store = open_store(&config, &metrics).await?;
         tracing::info!(
             store = store.kind(),
+            node = %node_id,
             "rooms are kept in the {} store",
             store.kind()
         );
+        let leases = match &config.redis_url {
+            Some(url) => Some(Arc::new(
+                Leases::connect(url, &node_id, config.lease_ttl, REDIS_TIMEOUT)
+                    .await
+                    .map_err(|e| {
+                        std::io::Error::other(format!(
+                            "cannot reach Redis for room leases: {e} (see --redis-url)"
+                        ))
+                    })?,
+            )),
+            None => None,
+        };
         let rooms = Rooms::new(RoomsConfig {
             max_rooms: config.max_rooms,
             max_per_creator: config.max_rooms_per_ip,
             settings: config.room_settings(),
             timing: room_timing(&config),
             store,
+            leases,
             metrics: Arc::clone(&metrics),
         });
         Ok(AppState {
@@ -76,13 +91,13 @@ impl AppState {
             media,
             config,
             shutting_down: AtomicBool::new(false),
-            node_id: OnceLock::new(),
+            node_id,
         })
     }
 
     /// This node's name (`--node-id`, or host name and port).
     pub fn node_id(&self) -> &str {
-        self.node_id.get().map_or("", String::as_str)
+        &self.node_id
     }
 
     /// Takes one event from `limiter` for `ip`, or refuses with 429 `rate_limited` (counted
@@ -107,6 +122,13 @@ impl AppState {
         self.shutting_down.load(Ordering::Acquire)
     }
 }
+
+/// How long a Redis connection attempt or command for leases may take before it fails.
+const REDIS_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Connections waiting to be accepted before the kernel refuses more: a thousand viewers
+/// reconnecting at once after a restart is normal here.
+const BACKLOG: i32 = 4096;
 
 /// Timing rules for room actors.
 fn room_timing(c: &Config) -> RoomTiming {
@@ -189,11 +211,17 @@ impl ShutdownHandle {
     }
 }
 
-/// Opens the store, binds the configured address and starts the server (workers, rooms,
-/// routes).
+/// Binds the configured address, opens the store and starts the server (workers, rooms,
+/// routes, and in many-node mode the renewal of room leases).
 pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     crate::clock::init();
-    let bind = (config.host.clone(), config.port);
+    // Bound first: the default node id includes the port, and leases need the node id.
+    let listener = listen(&config.host, config.port)?;
+    let addr = listener.local_addr()?;
+    let node_id = config
+        .node_id
+        .clone()
+        .unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
     let workers = config.workers.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
@@ -202,7 +230,7 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     let shutdown_timeout = config.shutdown_timeout;
     let send_buffer = config.socket_send_buffer;
     let user_timeout = config.tcp_user_timeout;
-    let state = web::Data::new(AppState::new(config).await?);
+    let state = web::Data::new(AppState::new(config, node_id).await?);
     let app_state = state.clone();
     let connections = (!app_state.config.trust_proxy).then(|| app_state.connections_per_ip.clone());
     let server = HttpServer::new(move || {
@@ -216,31 +244,41 @@ pub async fn start(config: Config) -> std::io::Result<RunningServer> {
     .shutdown_timeout(shutdown_timeout.as_secs().max(1))
     // Thousands of idle viewers per worker are normal here.
     .max_connections(25_000)
-    .backlog(4096)
     .on_connect(move |conn, ext| {
         tune_socket(conn, send_buffer, user_timeout);
         if let Some(slot) = connections.as_ref().and_then(|c| count_connection(conn, c)) {
             ext.insert(slot);
         }
     })
-    .bind(bind)?;
-    let addr = *server
-        .addrs()
-        .first()
-        .ok_or_else(|| std::io::Error::other("no address bound"))?;
-    let node_id = state
-        .config
-        .node_id
-        .clone()
-        .unwrap_or_else(|| format!("{}:{}", host_name(), addr.port()));
-    let _ = state.node_id.set(node_id);
+    .listen(listener)?;
     let server = server.run();
+    actix_web::rt::spawn(Arc::clone(&state.rooms).keep_leases());
     Ok(RunningServer {
         addr,
         state,
         handle: server.handle(),
         server,
     })
+}
+
+/// A listening socket on `host:port` (the first address the name resolves to), with the
+/// backlog a reconnect storm needs.
+fn listen(host: &str, port: u16) -> std::io::Result<std::net::TcpListener> {
+    use std::net::ToSocketAddrs;
+    let addr = (host, port).to_socket_addrs()?.next().ok_or_else(|| {
+        std::io::Error::other(format!("{host:?} does not resolve to any address"))
+    })?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        Some(socket2::Protocol::TCP),
+    )?;
+    // A restarted server must not wait for the old one's sockets to leave TIME_WAIT.
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    socket.set_nonblocking(true)?;
+    Ok(socket.into())
 }
 
 /// The machine's host name, for the default node id.

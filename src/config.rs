@@ -42,10 +42,17 @@ pub struct Config {
     #[arg(long, env = "WT_DATA_DIR", default_value = "./data")]
     pub data_dir: PathBuf,
 
-    /// This node's name among several sharing one Redis (default: host name and port). It
-    /// answers in `/api/health` and the `X-Served-By` header of every response.
-    #[arg(long, env = "WT_NODE_ID")]
+    /// This node's name among several sharing one Redis (default: host name and port): it
+    /// names the node in room leases, `/api/health` and the `X-Served-By` header of every
+    /// response. Must be unique among the nodes (a node takes over at once the leases an
+    /// earlier process with its id left behind); letters, digits and `.:_-` only.
+    #[arg(long, env = "WT_NODE_ID", value_parser = parse_node_id)]
     pub node_id: Option<String>,
+
+    /// With --redis-url: how long a node's lease on a room lives without renewal (renewed
+    /// every third of it). A dead node's rooms move to the others within about this long.
+    #[arg(long, env = "WT_LEASE_TTL", value_parser = humantime::parse_duration, default_value = "3s")]
+    pub lease_ttl: Duration,
 
     /// Keep rooms in memory only: a restart loses them (for tests and throwaway servers).
     #[arg(long, env = "WT_EPHEMERAL")]
@@ -245,6 +252,19 @@ impl Config {
     }
 }
 
+/// A node id: 1 to 64 letters, digits or `.:_-`, so that it can sit in a lease's value and
+/// a header as it is.
+fn parse_node_id(s: &str) -> Result<String, String> {
+    let ok = (1..=64).contains(&s.len())
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | ':' | '_' | '-'));
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("a node id is 1 to 64 letters, digits or . : _ -".to_owned())
+    }
+}
+
 /// Where rooms are kept.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum StoreChoice {
@@ -290,6 +310,18 @@ mod tests {
             parse(&["--redis-url", "redis://127.0.0.1:6379/0", "--ephemeral"]),
             StoreChoice::Redis("redis://127.0.0.1:6379/0".into())
         );
+    }
+
+    #[test]
+    fn a_node_id_is_one_word_that_fits_a_lease() {
+        let parse = |id: &str| Config::try_parse_from(["watch-together", "--node-id", id]);
+        assert_eq!(
+            parse("node-1.eu:8080").unwrap().node_id.as_deref(),
+            Some("node-1.eu:8080")
+        );
+        for bad in ["", "two words", "a\nb", &"x".repeat(65)] {
+            assert!(parse(bad).is_err(), "{bad:?}");
+        }
     }
 
     #[test]

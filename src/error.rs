@@ -170,6 +170,9 @@ pub enum ApiError {
     /// The server is shutting down.
     #[error("the server is restarting")]
     ShuttingDown,
+    /// Another node runs the room and has not handed it over yet (many-node mode).
+    #[error("room is moving from node {0} to this one; try again in a moment")]
+    RoomMoving(String),
     /// The room store cannot be read right now.
     #[error("rooms cannot be loaded right now: {0}")]
     StoreUnavailable(String),
@@ -196,6 +199,7 @@ impl ApiError {
             ApiError::TooLarge(_) => "too_large",
             ApiError::ShuttingDown => "shutting_down",
             ApiError::StoreUnavailable(_) => "store_unavailable",
+            ApiError::RoomMoving(_) => "room_moving",
             ApiError::Internal(_) => "internal",
         }
     }
@@ -206,9 +210,10 @@ impl ResponseError for ApiError {
         match self {
             ApiError::RoomNotFound(_) | ApiError::NotFound(_) => StatusCode::NOT_FOUND,
             ApiError::BadRoomId(_) | ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
-            ApiError::RoomLimit(_) | ApiError::ShuttingDown | ApiError::StoreUnavailable(_) => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ApiError::RoomLimit(_)
+            | ApiError::ShuttingDown
+            | ApiError::StoreUnavailable(_)
+            | ApiError::RoomMoving(_) => StatusCode::SERVICE_UNAVAILABLE,
             ApiError::RateLimited(_) => StatusCode::TOO_MANY_REQUESTS,
             ApiError::OriginNotAllowed(_) | ApiError::HostNotAllowed(_) => StatusCode::FORBIDDEN,
             ApiError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -220,7 +225,11 @@ impl ResponseError for ApiError {
     }
 
     fn error_response(&self) -> HttpResponse {
-        HttpResponse::build(self.status_code())
-            .json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
+        let mut response = HttpResponse::build(self.status_code());
+        if matches!(self, ApiError::RoomMoving(_)) {
+            // The hand-over takes about a second.
+            response.insert_header((actix_web::http::header::RETRY_AFTER, "1"));
+        }
+        response.json(json!({"error": {"code": self.code(), "message": self.to_string()}}))
     }
 }

@@ -19,6 +19,8 @@
 //!   member's queue ([`room::link`]), pacing a big room's presence ([`room::paced`]) and
 //!   keeping the room stored ([`room::persist`], [`room::record`]).
 //! - [`store`]: durable rooms: writes group-committed to SQLite or Redis off-thread, and loads.
+//! - [`cluster`]: many nodes on one Redis: the lease that lets one node at a time run a room,
+//!   and the epoch that fences the store's writes.
 //! - [`protocol`]: every WebSocket message, decoded once with validation, and error/close
 //!   codes.
 //! - [`error`]: typed errors and their mapping to documented codes and HTTP statuses.
@@ -33,6 +35,7 @@
 pub mod access;
 pub mod app;
 pub mod clock;
+pub mod cluster;
 pub mod config;
 pub mod error;
 pub mod http;

@@ -91,6 +91,8 @@ pub struct Metrics {
     client_rtt_ms: Histogram,
     /// Rooms loaded from the store (after a restart, or after being unloaded while idle).
     rooms_loaded: IntCounter,
+    /// Rooms this node handed over to another node that asked for them (many-node mode).
+    rooms_handed_over: IntCounter,
     /// The room store's own metrics, in the same registry.
     pub store: Arc<StoreMetrics>,
 }
@@ -154,6 +156,11 @@ impl Metrics {
             holds: Labelled::new(&holds, HOLD_OUTCOMES),
             client_drift_ms: client_drift_ms.clone(),
             client_rtt_ms: client_rtt_ms.clone(),
+            rooms_handed_over: IntCounter::new(
+                "rooms_handed_over_total",
+                "Rooms handed over to another node that asked for them",
+            )
+            .expect("valid metric"),
             rooms_loaded: IntCounter::new(
                 "rooms_loaded_total",
                 "Rooms loaded from the store after a restart or an idle unload",
@@ -186,6 +193,7 @@ impl Metrics {
             Box::new(client_drift_ms),
             Box::new(client_rtt_ms),
             Box::new(m.rooms_loaded.clone()),
+            Box::new(m.rooms_handed_over.clone()),
             Box::new(m.errors_sent.clone()),
             Box::new(m.broadcast_seconds.clone()),
         ] {
@@ -217,6 +225,11 @@ impl Metrics {
     /// Counts a room loaded from the store.
     pub fn room_loaded(&self) {
         self.rooms_loaded.inc();
+    }
+
+    /// Counts a room handed over to another node.
+    pub fn room_handed_over(&self) {
+        self.rooms_handed_over.inc();
     }
 
     /// Counts a hold that ended with `outcome` (one of [`HOLD_OUTCOMES`]).

@@ -20,12 +20,12 @@ use crate::protocol::{CloseCode, JoinRequest, RoomCommand, ServerMessage};
 use crate::registry::Rooms;
 use crate::room::link::{FrameKind, Offered, QueueLimits, SessionLink};
 use crate::room::mailbox::{
-    Admitted, Disconnect, FromMember, GetSummary, Join, RoomSummary, SessionEnd, Shutdown,
+    Admitted, Disconnect, FromMember, GetSummary, Join, Leaving, RoomSummary, SessionEnd, Shutdown,
 };
 use crate::room::paced::PacedFanOut;
 use crate::room::persist::{Persistence, WRITE_BEHIND};
 use crate::room::state::{Audience, ConnId, Effect, RoomState};
-use crate::store::Store;
+use crate::store::{Fence, Store, StoreError};
 
 /// How often the room flushes presence, ends grace periods and checks for silent members.
 pub const TICK: Duration = Duration::from_secs(1);
@@ -81,10 +81,13 @@ pub struct RoomActor {
     deadline: Option<(ServerMs, SpawnHandle)>,
     /// Keeps the room stored.
     persist: Persistence,
+    /// The epoch this node holds the room's lease under (many-node mode), which every write
+    /// carries; `None` on a server of its own.
+    fence: Option<Fence>,
 }
 
 impl RoomActor {
-    /// A room actor around `state`, kept in `store`.
+    /// A room actor around `state`, kept in `store` under `fence`.
     pub fn new(
         state: RoomState<SessionLink>,
         origin: Origin,
@@ -92,10 +95,12 @@ impl RoomActor {
         rooms: Arc<Rooms>,
         metrics: Arc<Metrics>,
         store: Store,
+        fence: Option<Fence>,
     ) -> Self {
         let now = clock::now_ms();
         let persist = Persistence::new(
             store,
+            fence,
             state.info().id,
             timing.room_ttl_ms,
             state.chat_keep(),
@@ -113,7 +118,17 @@ impl RoomActor {
             paced_run: 0,
             deadline: None,
             persist,
+            fence,
         }
+    }
+
+    /// The store refused a write: another node took the room over. The registry forgets
+    /// this actor, and the room leaves without writing.
+    fn lost(&mut self, ctx: &mut Context<Self>) {
+        let id = self.state.info().id;
+        tracing::warn!(room = %id, "another node owns this room now");
+        self.rooms.lost(id, self.fence);
+        self.leave(Leaving::Lost, ctx);
     }
 
     /// Schedules a write of the record if something durable changed (after every message,
@@ -145,9 +160,15 @@ impl RoomActor {
             return;
         };
         let (ticket, answer) = self.persist.hold_chat(&message, effects);
-        ctx.spawn(answer.into_actor(self).map(move |outcome, room, _ctx| {
+        ctx.spawn(answer.into_actor(self).map(move |outcome, room, ctx| {
             let outcome = match outcome {
                 Ok(Ok(())) => Ok(()),
+                Ok(Err(StoreError::Fenced { .. })) => {
+                    // Another node runs this room now: this message was never stored, and
+                    // nobody may see it. The room goes (its members reconnect there).
+                    room.lost(ctx);
+                    return;
+                }
                 Ok(Err(e)) => Err(e.to_string()),
                 Err(_) => Err("the store stopped".to_owned()),
             };
@@ -350,6 +371,29 @@ impl RoomActor {
         }
     }
 
+    /// Tells every member to reconnect, closes their connections with 1012 and stops. A
+    /// room that still owns its state first delivers the chats waiting for their commit
+    /// (their writes stay queued for the store's flush) and writes its last state now, not
+    /// behind; a room that lost it to another node does neither.
+    fn leave(&mut self, why: Leaving, ctx: &mut Context<Self>) {
+        if why.writes() {
+            let held = self.persist.release_all();
+            self.deliver(held);
+            self.write_record();
+        } else {
+            self.persist.stop_writing();
+        }
+        tracing::info!(room = %self.state.info().id, reason = ?why, members = self.state.len(), "room leaving this server");
+        let now = clock::now_ms();
+        let frame = ServerMessage::ServerRestarting {}.encode();
+        for (_, _, link) in self.state.links() {
+            // Whatever the limits: the notice must reach a busy member too.
+            link.force(frame.clone(), now);
+            link.close(CloseCode::Restart, why.close_text(), true, now);
+        }
+        ctx.stop();
+    }
+
     fn tick(&mut self, ctx: &mut Context<Self>) {
         let now = clock::now_ms();
         let mut overdue: Vec<(ParticipantId, ConnId, Eviction)> = Vec::new();
@@ -404,7 +448,7 @@ impl RoomActor {
         } else {
             return;
         }
-        self.rooms.remove(&id);
+        self.rooms.stopped(id, self.fence);
         ctx.stop();
     }
 }
@@ -589,19 +633,7 @@ impl Handler<GetSummary> for RoomActor {
 impl Handler<Shutdown> for RoomActor {
     type Result = ();
 
-    fn handle(&mut self, _msg: Shutdown, ctx: &mut Self::Context) {
-        // Chats still waiting for their commit go out (their writes stay queued for the
-        // store's flush), and the room's last state is written now, not behind.
-        let held = self.persist.release_all();
-        self.deliver(held);
-        self.write_record();
-        let now = clock::now_ms();
-        let frame = ServerMessage::ServerRestarting {}.encode();
-        for (_, _, link) in self.state.links() {
-            // Whatever the limits: the restart notice must reach a busy member too.
-            link.force(frame.clone(), now);
-            link.close(CloseCode::Restart, "server restarting", true, now);
-        }
-        ctx.stop();
+    fn handle(&mut self, msg: Shutdown, ctx: &mut Self::Context) {
+        self.leave(msg.0, ctx);
     }
 }

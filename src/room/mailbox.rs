@@ -99,7 +99,36 @@ pub struct RoomSummary {
 #[rtype(result = "RoomSummary")]
 pub struct GetSummary;
 
-/// The server is shutting down: tell everyone and close every connection with 1012.
+/// The room leaves this server: it tells everyone to reconnect and closes every connection
+/// with 1012, then stops.
 #[derive(Message)]
 #[rtype(result = "()")]
-pub struct Shutdown;
+pub struct Shutdown(pub Leaving);
+
+/// Why a room leaves its server.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Leaving {
+    /// The server is shutting down: the room writes its last state first.
+    Restart,
+    /// Another node asked for the room (many-node mode): the room writes its last state
+    /// first, and its members reconnect to that node through the balancer.
+    Moved,
+    /// Another node took the room over while this one was paused or cut off: the room
+    /// writes nothing (the store would refuse it) and drops chat not yet committed.
+    Lost,
+}
+
+impl Leaving {
+    /// Whether the room writes its last state on the way out.
+    pub fn writes(self) -> bool {
+        self != Leaving::Lost
+    }
+
+    /// The close reason members see.
+    pub fn close_text(self) -> &'static str {
+        match self {
+            Leaving::Restart => "server restarting",
+            Leaving::Moved | Leaving::Lost => "room moved to another server",
+        }
+    }
+}

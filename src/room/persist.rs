@@ -23,7 +23,7 @@ use crate::ids::RoomId;
 use crate::protocol::ChatMessage;
 use crate::room::record::RoomRecord;
 use crate::room::state::Effect;
-use crate::store::{Store, StoreError, WriteOp};
+use crate::store::{Ack, Fence, Store, StoreError, WriteOp};
 
 /// How long after a change the record is written: changes within it share one write.
 pub const WRITE_BEHIND: Duration = Duration::from_millis(50);
@@ -44,6 +44,10 @@ struct HeldChat {
 pub struct Persistence {
     /// Where the room is kept.
     store: Store,
+    /// The ownership epoch every write carries (many-node mode).
+    fence: Option<Fence>,
+    /// False once the room lost its lease: nothing more is written.
+    writing: bool,
     /// The room.
     room: RoomId,
     /// How long a stored room without members lives, in ms.
@@ -62,9 +66,18 @@ pub struct Persistence {
 
 impl Persistence {
     /// The persistence of room `room` in `store`.
-    pub fn new(store: Store, room: RoomId, ttl_ms: f64, chat_keep: usize, now: ServerMs) -> Self {
+    pub fn new(
+        store: Store,
+        fence: Option<Fence>,
+        room: RoomId,
+        ttl_ms: f64,
+        chat_keep: usize,
+        now: ServerMs,
+    ) -> Self {
         Persistence {
             store,
+            fence,
+            writing: true,
             room,
             ttl_ms,
             chat_keep,
@@ -102,7 +115,7 @@ impl Persistence {
         self.write_due = false;
         self.written_at = now;
         let expires_at_ms = (empty_since.unwrap_or(now) + self.ttl_ms).max(0.0) as u64;
-        self.store.write(
+        self.write(
             WriteOp::PutRoom {
                 room: self.room,
                 record: record.to_bytes(),
@@ -115,8 +128,23 @@ impl Persistence {
     /// The room is gone for good.
     pub fn delete(&mut self) {
         self.write_due = false;
-        self.store
-            .write(WriteOp::DeleteRoom { room: self.room }, None);
+        self.write(WriteOp::DeleteRoom { room: self.room }, None);
+    }
+
+    /// The room lost its lease: no more writes, and the chats held for their commit are
+    /// dropped unseen (the store refuses them).
+    pub fn stop_writing(&mut self) {
+        self.writing = false;
+        self.write_due = false;
+        self.held.clear();
+    }
+
+    /// Queues `op` under the room's fence, unless the room stopped writing (an ack is then
+    /// dropped, which its waiter reads as "the store stopped").
+    fn write(&self, op: WriteOp, ack: Option<Ack>) {
+        if self.writing {
+            self.store.write_fenced(op, self.fence, ack);
+        }
     }
 
     /// Stores `message` and holds `effects` (its broadcast) until the store answers; returns
@@ -127,7 +155,7 @@ impl Persistence {
         effects: Vec<Effect>,
     ) -> (u64, oneshot::Receiver<Result<(), StoreError>>) {
         let (ack, answer) = oneshot::channel();
-        self.store.write(
+        self.write(
             WriteOp::AppendChat {
                 room: self.room,
                 id: message.id,
@@ -207,7 +235,7 @@ mod tests {
 
     #[test]
     fn held_chats_go_out_in_order_once_answered() {
-        let mut p = Persistence::new(Store::memory(), RoomId::new(), 1000.0, 100, 0.0);
+        let mut p = Persistence::new(Store::memory(), None, RoomId::new(), 1000.0, 100, 0.0);
         let tickets: Vec<u64> = (1..=3)
             .map(|id| {
                 let (message, effects) = chat(id);
@@ -228,7 +256,7 @@ mod tests {
 
     #[test]
     fn one_write_is_scheduled_per_burst_and_an_idle_record_is_refreshed() {
-        let mut p = Persistence::new(Store::memory(), RoomId::new(), 1000.0, 100, 0.0);
+        let mut p = Persistence::new(Store::memory(), None, RoomId::new(), 1000.0, 100, 0.0);
         assert!(p.mark_dirty());
         assert!(!p.mark_dirty(), "already scheduled");
         assert!(!p.needs_refresh(499.0));

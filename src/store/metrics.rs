@@ -30,6 +30,9 @@ pub struct StoreMetrics {
     pub dropped_writes: IntCounter,
     /// Commits attempted again after a failure.
     pub retries: IntCounter,
+    /// Times a room's writes in a batch were refused because another node owns the room
+    /// now (many-node mode): each is a stale owner stopped by its fence.
+    pub fenced: IntCounter,
     /// The family behind the three error counters, for registering.
     errors: IntCounterVec,
 }
@@ -87,13 +90,18 @@ impl StoreMetrics {
                 "Store commits attempted again after a failure",
             )
             .expect("valid metric"),
+            fenced: IntCounter::new(
+                "store_fenced_total",
+                "Times a room's writes were refused because another node owns the room now",
+            )
+            .expect("valid metric"),
             errors,
         }
     }
 
     /// Registers every metric in `registry` (the server's, from `Metrics::new`).
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let collectors: [Box<dyn Collector>; 8] = [
+        let collectors: [Box<dyn Collector>; 9] = [
             Box::new(self.commit_seconds.clone()),
             Box::new(self.batch_writes.clone()),
             Box::new(self.pending_writes.clone()),
@@ -102,6 +110,7 @@ impl StoreMetrics {
             Box::new(self.errors.clone()),
             Box::new(self.dropped_writes.clone()),
             Box::new(self.retries.clone()),
+            Box::new(self.fenced.clone()),
         ];
         for collector in collectors {
             registry.register(collector)?;
@@ -150,6 +159,7 @@ mod tests {
                 "watch_together_store_degraded",
                 "watch_together_store_dropped_writes_total",
                 "watch_together_store_errors_total",
+                "watch_together_store_fenced_total",
                 "watch_together_store_loads_total",
                 "watch_together_store_pending_writes",
                 "watch_together_store_retries_total",

@@ -97,6 +97,13 @@ impl WriteOp {
     }
 }
 
+/// The ownership epoch a write was made under, when several nodes share one Redis
+/// (`crate::cluster`). The Redis backend applies a fenced write only while the room's epoch
+/// in Redis is still this one, so a node that lost a room without noticing yet cannot
+/// overwrite what the new owner stored. SQLite has one writer and ignores it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Fence(pub u64);
+
 /// Everything stored about one room.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct StoredRoom {
@@ -174,6 +181,12 @@ pub enum StoreError {
         /// What went wrong.
         #[source]
         source: Arc<BackendError>,
+    },
+    /// The write was refused: another node took the room over since this one's fence.
+    #[error("room {room} is owned by another node now: its write was refused")]
+    Fenced {
+        /// The room.
+        room: RoomId,
     },
     /// The writer thread is gone (it only stops when every handle is dropped, or on a bug).
     #[error("the store's writer has stopped")]
@@ -307,6 +320,12 @@ impl Store {
     /// dropped. Failed writes stay queued and are retried: an `Err` says "not durable yet",
     /// not "lost", except for [`StoreError::Dropped`] and [`StoreError::Stopped`].
     pub fn write(&self, op: WriteOp, ack: Option<Ack>) {
+        self.write_fenced(op, None, ack);
+    }
+
+    /// [`Store::write`] under `fence`: the Redis backend refuses it, answering the ack with
+    /// [`StoreError::Fenced`], once another node has taken the room over.
+    pub fn write_fenced(&self, op: WriteOp, fence: Option<Fence>, ack: Option<Ack>) {
         match &*self.inner {
             Inner::Memory => {
                 if let Some(ack) = ack {
@@ -314,7 +333,7 @@ impl Store {
                     let _ = ack.send(Ok(()));
                 }
             }
-            Inner::Writer(writer) => writer.write(op, ack),
+            Inner::Writer(writer) => writer.write(op, fence, ack),
         }
     }
 

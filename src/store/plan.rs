@@ -14,7 +14,7 @@
 
 use std::collections::HashMap;
 
-use super::WriteOp;
+use super::{Fence, WriteOp};
 use crate::ids::RoomId;
 
 /// One thing a backend does, in order.
@@ -52,12 +52,37 @@ pub(crate) enum Step<'a> {
     },
 }
 
+impl Step<'_> {
+    /// The room the step is about.
+    pub fn room(&self) -> RoomId {
+        match *self {
+            Step::Put { room, .. }
+            | Step::Append { room, .. }
+            | Step::Trim { room, .. }
+            | Step::Delete { room } => room,
+        }
+    }
+
+    /// The step's name, as `store::redis::FENCED_STEP` takes it.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Step::Put { .. } => "put",
+            Step::Append { .. } => "append",
+            Step::Trim { .. } => "trim",
+            Step::Delete { .. } => "delete",
+        }
+    }
+}
+
 /// The steps of one batch: live writes in the order they were made, then one trim per room
 /// that appended chat.
 #[derive(Debug, Default, PartialEq, Eq)]
 pub(crate) struct Plan<'a> {
     /// What to do, in order.
     pub steps: Vec<Step<'a>>,
+    /// The fence each room's steps are written under, for rooms whose latest write in the
+    /// batch carried one (filled in by the queue, which keeps the fences).
+    pub fences: HashMap<RoomId, Fence>,
 }
 
 /// Which of `ops` are live, and which rooms need their chat trimmed afterwards.
@@ -157,7 +182,10 @@ pub(crate) fn plan<'a>(ops: &[&'a WriteOp]) -> Plan<'a> {
             .into_iter()
             .map(|(room, keep)| Step::Trim { room, keep }),
     );
-    Plan { steps }
+    Plan {
+        steps,
+        fences: HashMap::new(),
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,8 @@
 use std::collections::VecDeque;
 
 use super::plan::{self, Plan};
-use super::WriteOp;
+use super::{Fence, WriteOp};
+use crate::ids::RoomId;
 
 /// One queued write.
 #[derive(Debug)]
@@ -24,6 +25,8 @@ pub(crate) struct Entry<A> {
     pub seq: u64,
     /// The write.
     pub op: WriteOp,
+    /// The ownership epoch it was made under, if any.
+    pub fence: Option<Fence>,
     /// Acks to complete when this write commits: its own, if not answered yet, and those of
     /// voided writes it took over.
     pub acks: Vec<A>,
@@ -104,11 +107,12 @@ impl<A> Queue<A> {
     }
 
     /// Appends a write; returns what had to go to stay within the bound.
-    pub fn push(&mut self, op: WriteOp, ack: Option<A>) -> Evicted<A> {
+    pub fn push(&mut self, op: WriteOp, fence: Option<Fence>, ack: Option<A>) -> Evicted<A> {
         self.bytes += op.size();
         self.entries.push_back(Entry {
             seq: self.next_seq,
             op,
+            fence,
             acks: ack.into_iter().collect(),
         });
         self.next_seq += 1;
@@ -122,15 +126,25 @@ impl<A> Queue<A> {
     /// The plan of the oldest `n` writes.
     pub fn plan(&self, n: usize) -> Plan<'_> {
         let ops: Vec<&WriteOp> = self.entries.iter().take(n).map(|e| &e.op).collect();
-        plan::plan(&ops)
+        let mut plan = plan::plan(&ops);
+        // The latest fence of each room in the batch is the one its steps are written under.
+        for entry in self.entries.iter().take(n) {
+            match entry.fence {
+                Some(fence) => plan.fences.insert(entry.op.room(), fence),
+                None => plan.fences.remove(&entry.op.room()),
+            };
+        }
+        plan
     }
 
-    /// Removes the oldest `n` writes (they are committed); returns their acks.
-    pub fn pop_front(&mut self, n: usize) -> Vec<A> {
+    /// Removes the oldest `n` writes (they are committed); returns their acks with the room
+    /// each is about.
+    pub fn pop_front(&mut self, n: usize) -> Vec<(RoomId, A)> {
         let mut acks = Vec::new();
         for entry in self.entries.drain(..n.min(self.entries.len())) {
             self.bytes -= entry.op.size();
-            acks.extend(entry.acks);
+            let room = entry.op.room();
+            acks.extend(entry.acks.into_iter().map(|ack| (room, ack)));
         }
         acks
     }
@@ -300,19 +314,43 @@ mod tests {
     }
 
     #[test]
+    fn a_plan_writes_each_room_under_the_fence_of_its_latest_write() {
+        let (a, b, c) = (RoomId::new(), RoomId::new(), RoomId::new());
+        let mut q: Queue<()> = Queue::new(roomy());
+        q.push(put(a, 1), Some(Fence(1)), None);
+        q.push(put(b, 1), Some(Fence(7)), None);
+        q.push(chat(a, 1), Some(Fence(2)), None);
+        q.push(put(c, 1), None, None);
+        q.push(put(b, 2), None, None);
+        let plan = q.plan(5);
+        assert_eq!(plan.fences.get(&a), Some(&Fence(2)));
+        assert_eq!(
+            plan.fences.get(&b),
+            None,
+            "the latest write of b has no fence"
+        );
+        assert_eq!(plan.fences.get(&c), None);
+        assert_eq!(
+            q.plan(2).fences.get(&b),
+            Some(&Fence(7)),
+            "within the batch only"
+        );
+    }
+
+    #[test]
     fn a_failed_batch_keeps_its_writes_and_gives_up_its_acks_once() {
         let a = RoomId::new();
         let mut q = Queue::new(roomy());
         for v in 0..3 {
-            q.push(put(a, v), Some(u32::from(v)));
+            q.push(put(a, v), None, Some(u32::from(v)));
         }
         assert_eq!(q.take_acks(2), [0, 1]);
         assert_eq!(q.take_acks(2), Vec::<u32>::new());
-        q.push(put(a, 3), Some(3));
+        q.push(put(a, 3), None, Some(3));
         assert_eq!(q.len(), 4);
         // The retry covers the failed writes and what came after; the plan writes the newest.
         assert_eq!(q.plan(4).steps.len(), 1);
-        assert_eq!(q.pop_front(4), [2, 3]);
+        assert_eq!(q.pop_front(4), [(a, 2), (a, 3)]);
         assert!(q.is_empty());
         assert_eq!(q.bytes, 0);
     }
@@ -325,14 +363,18 @@ mod tests {
             max_bytes: usize::MAX,
         });
         for v in 0..8u8 {
-            let e = q.push(put(if v % 2 == 0 { a } else { b }, v), Some(u32::from(v)));
+            let e = q.push(
+                put(if v % 2 == 0 { a } else { b }, v),
+                None,
+                Some(u32::from(v)),
+            );
             assert_eq!((e.coalesced, e.dropped), (0, 0));
         }
-        let e = q.push(put(a, 8), Some(8));
+        let e = q.push(put(a, 8), None, Some(8));
         // Only each room's newest record is left, carrying every ack of its room.
         assert_eq!((e.coalesced, e.dropped), (7, 0));
         assert_eq!(q.len(), 2);
-        let mut acks = q.pop_front(2);
+        let mut acks: Vec<u32> = q.pop_front(2).into_iter().map(|(_, ack)| ack).collect();
         acks.sort_unstable();
         assert_eq!(acks, (0..=8).collect::<Vec<_>>());
         assert_eq!(q.bytes, 0);
@@ -347,12 +389,12 @@ mod tests {
         let rooms: Vec<RoomId> = (0..16).map(|_| RoomId::new()).collect();
         // Eight records of eight rooms, then one chat in each of eight other rooms.
         for (i, room) in rooms.iter().enumerate().take(8) {
-            q.push(put(*room, i as u8), None);
+            q.push(put(*room, i as u8), None, None);
         }
         for (i, room) in rooms.iter().enumerate().skip(8) {
-            q.push(chat(*room, i as u64), Some(i));
+            q.push(chat(*room, i as u64), None, Some(i));
         }
-        let e = q.push(chat(rooms[0], 99), Some(99));
+        let e = q.push(chat(rooms[0], 99), None, Some(99));
         // 17 writes, all live: back down to 14 by dropping the three oldest chats.
         assert_eq!((e.coalesced, e.dropped), (0, 3));
         assert_eq!(e.dropped_acks, [8, 9, 10]);
@@ -372,7 +414,7 @@ mod tests {
         });
         let rooms: Vec<RoomId> = (0..9).map(|_| RoomId::new()).collect();
         for (i, room) in rooms.iter().enumerate() {
-            q.push(put(*room, i as u8), Some(i));
+            q.push(put(*room, i as u8), None, Some(i));
         }
         // 9 live records over a bound of 8: down to 7, the two oldest gone.
         assert_eq!(q.len(), 7);
@@ -396,6 +438,7 @@ mod tests {
                     keep: 10,
                 },
                 None,
+                None,
             );
         }
         assert!(q.bytes <= one * 4);
@@ -408,12 +451,12 @@ mod tests {
         let mut q: Queue<()> = Queue::new(roomy());
         assert_eq!((q.front_seq(), q.last_seq()), (None, None));
         for id in 0..5 {
-            q.push(chat(a, id), None);
+            q.push(chat(a, id), None, None);
         }
         q.pop_front(2);
         assert_eq!((q.front_seq(), q.last_seq()), (Some(2), Some(4)));
         assert_eq!(q.clear(), 3);
-        q.push(chat(a, 5), None);
+        q.push(chat(a, 5), None, None);
         assert_eq!(q.front_seq(), Some(5));
     }
 

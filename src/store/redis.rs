@@ -5,6 +5,13 @@
 //! | `wt:room:{id}` | string | the record, expiring at `expires_at_ms` (`SET … PXAT`) |
 //! | `wt:chat:{id}` | sorted set | each message as member `id (8 bytes, big-endian) ‖ message`, scored by id; same expiry |
 //! | `wt:rooms` | set | room ids, for `list` (members whose record expired are removed as `list` finds them) |
+//! | `wt:epoch:{id}` | integer | the room's ownership epoch when nodes share this Redis (`crate::cluster` takes it with `INCR`) |
+//!
+//! A write under a [`Fence`](super::Fence) goes through [`FENCED_STEP`], a Lua script that
+//! applies the step only while `wt:epoch:{id}` still holds the fence's epoch: Redis runs a
+//! script atomically, so no write of a node that lost the room can land after the new owner
+//! took it. The batch stays one `MULTI`/`EXEC`; the script's reply tells the writer which
+//! rooms were refused.
 //!
 //! Chat is a sorted set rather than a list so that every write is idempotent: when a
 //! connection drops after Redis ran an `EXEC` but before its reply arrived, the writer
@@ -28,7 +35,7 @@ use ::redis::{AsyncCommands, Client, Pipeline};
 
 use super::plan::{Plan, Step};
 use super::writer::{Backend, Read};
-use super::{BackendError, StoreError, StoredRoom};
+use super::{BackendError, Fence, StoreError, StoredRoom};
 use crate::ids::RoomId;
 
 /// The backend's name.
@@ -46,6 +53,39 @@ pub fn room_key(room: RoomId) -> String {
 pub fn chat_key(room: RoomId) -> String {
     format!("wt:chat:{room}")
 }
+
+/// The key of a room's ownership epoch (see `crate::cluster`).
+pub fn epoch_key(room: RoomId) -> String {
+    format!("wt:epoch:{room}")
+}
+
+/// Applies one step to a room if its epoch is still the writer's (module doc). Replies 1 if
+/// applied, 0 if refused.
+///
+/// KEYS: epoch, record, chat, room set. ARGV: fence, step, room id, then by step: `put`
+/// record and expiry; `append` message id and member; `trim` the last rank to drop and the
+/// expiry (or empty); `delete` nothing. The epoch key lives as long as the room's record, so
+/// it is still there to refuse a stale owner's writes.
+pub const FENCED_STEP: &str = r"
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then return 0 end
+local step = ARGV[2]
+if step == 'put' then
+  redis.call('SET', KEYS[2], ARGV[4], 'PXAT', ARGV[5])
+  redis.call('SADD', KEYS[4], ARGV[3])
+  redis.call('PEXPIREAT', KEYS[3], ARGV[5])
+  redis.call('PEXPIREAT', KEYS[1], ARGV[5])
+elseif step == 'append' then
+  redis.call('ZREMRANGEBYSCORE', KEYS[3], ARGV[4], ARGV[4])
+  redis.call('ZADD', KEYS[3], ARGV[4], ARGV[5])
+elseif step == 'trim' then
+  redis.call('ZREMRANGEBYRANK', KEYS[3], 0, ARGV[4])
+  if ARGV[5] ~= '' then redis.call('PEXPIREAT', KEYS[3], ARGV[5]) end
+elseif step == 'delete' then
+  redis.call('DEL', KEYS[2], KEYS[3])
+  redis.call('SREM', KEYS[4], ARGV[3])
+end
+return 1
+";
 
 /// A chat member: the id first, so members are unique and ordered like the messages.
 fn chat_member(id: u64, message: &[u8]) -> Vec<u8> {
@@ -66,6 +106,8 @@ pub(crate) struct Redis {
     /// The size of `expiry` at which expired rooms are next forgotten (rooms that expire
     /// without a delete would otherwise stay in it for good).
     prune_at: usize,
+    /// [`FENCED_STEP`]'s SHA-1, for `EVALSHA`.
+    fenced_step: ::redis::Script,
 }
 
 /// The smallest `prune_at`: below it the map is too small to be worth a pass.
@@ -84,14 +126,28 @@ impl Redis {
             conn,
             expiry: HashMap::new(),
             prune_at: PRUNE_FLOOR,
+            fenced_step: ::redis::Script::new(FENCED_STEP),
         })
     }
 
-    /// The `MULTI`/`EXEC` that applies `plan`.
-    fn pipeline(&mut self, plan: &Plan<'_>) -> Pipeline {
+    /// The `MULTI`/`EXEC` that applies `plan`, and the room of each fenced step, in the
+    /// order of their replies.
+    fn pipeline(&mut self, plan: &Plan<'_>) -> (Pipeline, Vec<RoomId>) {
         let mut pipe = ::redis::pipe();
         pipe.atomic();
+        let mut fenced = Vec::new();
+        if !plan.fences.is_empty() {
+            // Loaded in every such batch: a restarted Redis has forgotten its scripts, and
+            // `SCRIPT LOAD` of a known script costs next to nothing.
+            pipe.cmd("SCRIPT").arg("LOAD").arg(FENCED_STEP).ignore();
+        }
         for step in &plan.steps {
+            let room = step.room();
+            if let Some(fence) = plan.fences.get(&room) {
+                self.fenced_step(&mut pipe, step, *fence);
+                fenced.push(room);
+                continue;
+            }
             match *step {
                 Step::Put {
                     room,
@@ -125,11 +181,10 @@ impl Redis {
                 }
                 Step::Trim { room, keep } => {
                     let key = chat_key(room);
-                    let last_dropped = -i64::try_from(keep).unwrap_or(i64::MAX) - 1;
                     pipe.cmd("ZREMRANGEBYRANK")
                         .arg(&key)
                         .arg(0)
-                        .arg(last_dropped)
+                        .arg(last_dropped_rank(keep))
                         .ignore();
                     if let Some(at) = self.expiry.get(&room) {
                         pipe.cmd("PEXPIREAT").arg(&key).arg(*at).ignore();
@@ -148,8 +203,54 @@ impl Redis {
             // Twice what is left: the pass costs O(1) per room stored since the last one.
             self.prune_at = (self.expiry.len() * 2).max(PRUNE_FLOOR);
         }
-        pipe
+        (pipe, fenced)
     }
+
+    /// Adds `step` to `pipe` as an `EVALSHA` of [`FENCED_STEP`] under `fence`.
+    fn fenced_step(&mut self, pipe: &mut Pipeline, step: &Step<'_>, fence: Fence) {
+        let room = step.room();
+        let cmd = pipe
+            .cmd("EVALSHA")
+            .arg(self.fenced_step.get_hash())
+            .arg(4)
+            .arg(epoch_key(room))
+            .arg(room_key(room))
+            .arg(chat_key(room))
+            .arg(ROOMS_KEY)
+            .arg(fence.0)
+            .arg(step.name())
+            .arg(room.to_string());
+        match *step {
+            Step::Put {
+                record,
+                expires_at_ms,
+                ..
+            } => {
+                let at = expires_at_ms.max(1);
+                cmd.arg(record).arg(at);
+                self.expiry.insert(room, at);
+            }
+            Step::Append { id, message, .. } => {
+                cmd.arg(id).arg(chat_member(id, message));
+            }
+            Step::Trim { keep, .. } => {
+                cmd.arg(last_dropped_rank(keep));
+                match self.expiry.get(&room) {
+                    Some(at) => cmd.arg(*at),
+                    None => cmd.arg(""),
+                };
+            }
+            Step::Delete { .. } => {
+                self.expiry.remove(&room);
+            }
+        }
+    }
+}
+
+/// The rank of the newest chat message a trim to `keep` removes (ranks count from the
+/// oldest; negative ones from the newest).
+fn last_dropped_rank(keep: usize) -> i64 {
+    -i64::try_from(keep).unwrap_or(i64::MAX) - 1
 }
 
 /// The room's record and chat, read in one `MULTI` so they match.
@@ -231,10 +332,17 @@ impl Backend for Redis {
     const KIND: &'static str = KIND;
     const PROBES: bool = true;
 
-    async fn commit(&mut self, plan: &Plan<'_>) -> Result<(), BackendError> {
-        let pipe = self.pipeline(plan);
-        let () = pipe.query_async(&mut self.conn).await?;
-        Ok(())
+    async fn commit(&mut self, plan: &Plan<'_>) -> Result<Vec<RoomId>, BackendError> {
+        let (pipe, fenced) = self.pipeline(plan);
+        let applied: Vec<i64> = pipe.query_async(&mut self.conn).await?;
+        let mut refused: Vec<RoomId> = fenced
+            .into_iter()
+            .zip(applied)
+            .filter(|(_, applied)| *applied == 0)
+            .map(|(room, _)| room)
+            .collect();
+        refused.dedup();
+        Ok(refused)
     }
 
     fn read(&mut self, read: Read) {

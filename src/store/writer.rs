@@ -37,7 +37,8 @@ use tokio::time::Instant;
 use super::plan::Plan;
 use super::queue::{Backoff, Evicted, Limits, Queue};
 use super::{
-    Ack, BackendError, StoreError, StoreHealth, StoreMetrics, StoreOptions, StoredRoom, WriteOp,
+    Ack, BackendError, Fence, StoreError, StoreHealth, StoreMetrics, StoreOptions, StoredRoom,
+    WriteOp,
 };
 use crate::ids::RoomId;
 
@@ -66,6 +67,8 @@ pub(crate) enum Cmd {
     Write {
         /// The write.
         op: WriteOp,
+        /// The ownership epoch it was made under, if any.
+        fence: Option<Fence>,
         /// Completed when it commits or fails; `None` if nobody waits, or the caller already
         /// answered it (store degraded).
         ack: Option<Ack>,
@@ -83,8 +86,12 @@ pub(crate) trait Backend {
     /// Whether the idle writer should call [`Backend::probe`].
     const PROBES: bool;
 
-    /// Applies `plan` in one transaction: all of it or none.
-    fn commit(&mut self, plan: &Plan<'_>) -> impl Future<Output = Result<(), BackendError>>;
+    /// Applies `plan` in one transaction: all of it or none, except that the steps of a
+    /// room whose fence no longer holds are left out. Returns those rooms.
+    fn commit(
+        &mut self,
+        plan: &Plan<'_>,
+    ) -> impl Future<Output = Result<Vec<RoomId>, BackendError>>;
 
     /// Answers `read`, now or from a task of its own.
     fn read(&mut self, read: Read);
@@ -154,7 +161,7 @@ pub(crate) struct WriterHandle {
 
 impl WriterHandle {
     /// Queues a write (see [`Store::write`](super::Store::write)).
-    pub fn write(&self, op: WriteOp, ack: Option<Ack>) {
+    pub fn write(&self, op: WriteOp, fence: Option<Fence>, ack: Option<Ack>) {
         let shared = &self.shared;
         if shared.pending.load(Ordering::Acquire) >= self.hard_cap {
             shared.metrics.dropped_writes.inc();
@@ -170,7 +177,7 @@ impl WriterHandle {
         };
         shared.pending.fetch_add(1, Ordering::AcqRel);
         shared.metrics.pending_writes.inc();
-        if let Err(mpsc::error::SendError(cmd)) = self.tx.send(Cmd::Write { op, ack }) {
+        if let Err(mpsc::error::SendError(cmd)) = self.tx.send(Cmd::Write { op, fence, ack }) {
             shared.release(1);
             shared.metrics.dropped_writes.inc();
             if let Cmd::Write { ack, .. } = cmd {
@@ -396,7 +403,7 @@ impl<B: Backend> Writer<B> {
 
     fn handle(&mut self, cmd: Cmd) {
         match cmd {
-            Cmd::Write { op, ack } => {
+            Cmd::Write { op, fence, ack } => {
                 // Raced with a commit that failed after the caller looked: answer now anyway.
                 let ack = match (ack, self.shared.degraded_reason()) {
                     (Some(ack), Some(reason)) => {
@@ -405,7 +412,7 @@ impl<B: Backend> Writer<B> {
                     }
                     (ack, _) => ack,
                 };
-                let evicted = self.queue.push(op, ack);
+                let evicted = self.queue.push(op, fence, ack);
                 self.evicted(evicted);
             }
             Cmd::Read(read) => self.backend.read(read),
@@ -474,13 +481,27 @@ impl<B: Backend> Writer<B> {
             self.backend.commit(&plan).await
         };
         match result {
-            Ok(()) => {
+            Ok(fenced) => {
                 metrics
                     .commit_seconds
                     .observe(started.elapsed().as_secs_f64());
                 metrics.batch_writes.observe(n as f64);
-                for ack in self.queue.pop_front(n) {
-                    answer(Some(ack), Ok(()));
+                if !fenced.is_empty() {
+                    // Counted before the acks go out, so whoever they wake sees the count.
+                    metrics.fenced.inc_by(fenced.len() as u64);
+                    tracing::warn!(
+                        backend = B::KIND,
+                        rooms = ?fenced,
+                        "store refused the writes of rooms another node owns now"
+                    );
+                }
+                for (room, ack) in self.queue.pop_front(n) {
+                    let result = if fenced.contains(&room) {
+                        Err(StoreError::Fenced { room })
+                    } else {
+                        Ok(())
+                    };
+                    answer(Some(ack), result);
                 }
                 self.shared.release(n);
                 if self.shared.set_ok() || self.failures > 0 {
