@@ -8,6 +8,7 @@ mod abuse_limits;
 mod access;
 mod bench_smoke;
 mod durability;
+mod fencing;
 mod fuzz_frames;
 mod handover;
 mod heartbeat;
