@@ -282,7 +282,6 @@ impl Rooms {
                 }
             };
             if tokio::time::Instant::now() + CLAIM_EVERY > deadline {
-                self.config.metrics.reject("room_moving");
                 return Err(ApiError::RoomMoving(holder));
             }
             tokio::time::sleep(CLAIM_EVERY).await;
