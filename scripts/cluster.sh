@@ -408,7 +408,7 @@ cmd_up() {
     existing=$(running)
     if [ -n "$existing" ]; then
         say "a cluster is already up in $DIR:"
-        printf '  %s\n' "$existing" >&2
+        sed 's/^/  /' <<<"$existing" >&2
         die "stop it first (scripts/cluster.sh down)"
     fi
     require_tools
