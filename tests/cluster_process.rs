@@ -248,7 +248,10 @@ impl Drop for Cluster {
             for name in names.chain(["haproxy".to_owned()]) {
                 let log = self.log(&name);
                 let tail: Vec<&str> = log.lines().rev().take(20).collect();
-                eprintln!("--- {name}.log (last lines; all in {}):", self.dir.display());
+                eprintln!(
+                    "--- {name}.log (last lines; all in {}):",
+                    self.dir.display()
+                );
                 for line in tail.iter().rev() {
                     eprintln!("{line}");
                 }
