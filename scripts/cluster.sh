@@ -18,6 +18,9 @@
 # build of the server (default target/release/watch-together, built when missing).
 set -euo pipefail
 
+# HAProxy and redis-server live in /usr/sbin and /usr/bin on Debian; the first is not on
+# every user's PATH.
+PATH=$PATH:/usr/sbin
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 DIR=${WT_CLUSTER_DIR:-$ROOT/target/cluster}
 DEFAULT_BIN=$ROOT/target/release/watch-together
