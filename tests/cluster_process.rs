@@ -59,6 +59,23 @@ pub struct Cluster {
     pub dir: PathBuf,
 }
 
+/// What `cluster.json` says; a plain value, unlike [`Cluster`], which takes the cluster down
+/// when dropped.
+struct Layout {
+    /// The balancer's URL.
+    url: String,
+    /// Redis's URL.
+    redis_url: String,
+    /// The nodes.
+    nodes: Vec<Node>,
+    /// HAProxy's pid.
+    haproxy_pid: u32,
+    /// Redis's pid.
+    redis_pid: u32,
+    /// The cluster's directory.
+    dir: PathBuf,
+}
+
 /// Tells apart the clusters of one test process (the PID tells apart test processes).
 static CLUSTERS: AtomicUsize = AtomicUsize::new(0);
 
@@ -95,16 +112,24 @@ impl Cluster {
         let _ = std::fs::remove_dir_all(&dir);
         let out = script(&dir, &["up", &nodes.to_string()]);
         check("up", &out);
-        Cluster::read(&dir)
+        let l = Cluster::read(&dir);
+        Cluster {
+            url: l.url,
+            redis_url: l.redis_url,
+            nodes: l.nodes,
+            haproxy_pid: l.haproxy_pid,
+            redis_pid: l.redis_pid,
+            dir: l.dir,
+        }
     }
 
     /// Reads `cluster.json` from `dir`.
-    fn read(dir: &Path) -> Cluster {
+    fn read(dir: &Path) -> Layout {
         let text = std::fs::read_to_string(dir.join("cluster.json")).expect("cluster.json");
         let v: Value = serde_json::from_str(&text).expect("cluster.json is JSON");
         let text_of = |v: &Value| v.as_str().expect("a string").to_owned();
         let pid_of = |v: &Value| u32::try_from(v.as_u64().expect("a pid")).expect("pid fits");
-        Cluster {
+        Layout {
             url: text_of(&v["url"]),
             redis_url: text_of(&v["redis_url"]),
             nodes: v["nodes"]
@@ -166,7 +191,8 @@ impl Cluster {
     pub fn restart_node(&mut self, id: &str) {
         let out = script(&self.dir, &["restart-node", id]);
         check(&format!("restart-node {id}"), &out);
-        *self = Cluster::read(&self.dir);
+        // Only the node's pid changed.
+        self.nodes = Cluster::read(&self.dir).nodes;
     }
 
     /// HAProxy's view of every node, from its stats socket.
