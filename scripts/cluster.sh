@@ -22,17 +22,18 @@ set -euo pipefail
 # every user's PATH.
 PATH=$PATH:/usr/sbin
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-DIR=${WT_CLUSTER_DIR:-$ROOT/target/cluster}
+# Absolute, so cluster.json and the processes' command lines name it the same from anywhere.
+DIR=$(realpath -m "${WT_CLUSTER_DIR:-$ROOT/target/cluster}")
 DEFAULT_BIN=$ROOT/target/release/watch-together
 BIN=${WT_CLUSTER_BIN:-$DEFAULT_BIN}
 TEMPLATE=$ROOT/deploy/haproxy.cfg
 
-# Bounds, in tenths of a second, on waiting for a process to become ready: generous because
-# the tests start clusters on a busy 2-core machine, yet finite so a hang shows up.
-READY_TIMEOUT=${WT_CLUSTER_READY_TIMEOUT:-300}
-# How long a node may take over a graceful shutdown (each of its steps is bounded by
+# Seconds to wait for a process to become ready: generous because the tests start clusters
+# on a busy 2-core machine, yet finite so a hang shows up.
+READY_TIMEOUT=30
+# Seconds a node may take over a graceful shutdown (each of its steps is bounded by
 # --shutdown-timeout, 5 s) before it is killed.
-STOP_TIMEOUT=200
+STOP_TIMEOUT=20
 # Attempts at a free port for Redis and HAProxy, which cannot pick their own: another
 # process may take a port between our probe and their bind.
 PORT_ATTEMPTS=3
@@ -65,25 +66,27 @@ show_log() {
     fi
 }
 
-# Polls `$@` every 0.1 s until it succeeds; fails after `$1` tenths of a second, or at once
-# when the process `$2` (a PID, or "" for none) has died meanwhile.
+# Microseconds since the epoch, for deadlines.
+now_us() { echo "${EPOCHREALTIME/./}"; }
+
+# Polls `$@` every 0.1 s until it succeeds; fails after `$1` seconds, or at once when the
+# process `$2` (a PID, or "" for none) has died meanwhile.
 wait_for() {
-    local limit=$1 pid=$2
+    local deadline=$(($(now_us) + $1 * 1000000)) pid=$2
     shift 2
-    local waited=0
     until "$@"; do
         if [ -n "$pid" ] && ! pid_alive "$pid"; then
             return 2
         fi
-        if [ "$waited" -ge "$limit" ]; then
+        if [ "$(now_us)" -ge "$deadline" ]; then
             return 1
         fi
         sleep 0.1
-        waited=$((waited + 1))
     done
 }
 
-# A process is alive if it exists and is not a zombie (nobody may reap our orphans soon).
+# A process is alive if it exists and is not a zombie: once `up` has exited, its children
+# are orphans, and the init of some machines (this VM's among them) leaves them unreaped.
 pid_alive() {
     local pid=$1 state
     [ -r "/proc/$pid/stat" ] || return 1
@@ -228,7 +231,7 @@ running() {
 # graceful shutdown writes its rooms to Redis and tells its clients), SIGKILL to any still
 # there after the bound.
 stop_processes() {
-    local name pid waited=0 left
+    local name pid left deadline
     local -a pids=()
     while read -r name pid; do
         [ -n "$pid" ] || continue
@@ -237,19 +240,19 @@ stop_processes() {
         pids+=("$pid")
     done
     [ "${#pids[@]}" -gt 0 ] || return 0
+    deadline=$(($(now_us) + STOP_TIMEOUT * 1000000))
     while :; do
         left=()
         for pid in "${pids[@]}"; do
             if pid_alive "$pid"; then left+=("$pid"); fi
         done
         [ "${#left[@]}" -gt 0 ] || return 0
-        if [ "$waited" -ge "$STOP_TIMEOUT" ]; then
-            say "still running after $((STOP_TIMEOUT / 10)) s, killing: ${left[*]}"
+        if [ "$(now_us)" -ge "$deadline" ]; then
+            say "still running after $STOP_TIMEOUT s, killing: ${left[*]}"
             kill -KILL "${left[@]}" 2>/dev/null || true
             return 0
         fi
         sleep 0.1
-        waited=$((waited + 1))
     done
 }
 
