@@ -1,5 +1,6 @@
 //! Integration tests: the real server on 127.0.0.1:0, real HTTP and WebSocket clients.
 
+mod cluster_process;
 mod redis_server;
 mod server_process;
 mod util;
@@ -7,6 +8,7 @@ mod util;
 mod abuse_limits;
 mod access;
 mod bench_smoke;
+mod cluster;
 mod durability;
 mod fencing;
 mod fuzz_frames;

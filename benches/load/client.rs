@@ -159,7 +159,12 @@ async fn life(
         }
     };
     let ws = match connect(ctx.addr, &room.id).await {
-        Ok(ws) => ws,
+        Ok((ws, node)) => {
+            if let Some(node) = node {
+                stats.served(&room.tally, &node);
+            }
+            ws
+        }
         Err(e) => {
             stats.problem(&stats.connect_failures, || {
                 format!("connect room {room_ix} member {member_ix}: {e}")
@@ -224,8 +229,12 @@ async fn life(
     s.run(rng, phase).await
 }
 
-/// TCP connect and WebSocket upgrade (no Origin header, as a non-browser client).
-async fn connect(addr: SocketAddr, room: &str) -> Result<WebSocketStream<TcpStream>, String> {
+/// TCP connect and WebSocket upgrade (no Origin header, as a non-browser client); with the
+/// node that accepted it, from its `X-Served-By` (behind a balancer, one of several).
+async fn connect(
+    addr: SocketAddr,
+    room: &str,
+) -> Result<(WebSocketStream<TcpStream>, Option<String>), String> {
     let attempt = async {
         let tcp = TcpStream::connect(addr)
             .await
@@ -233,10 +242,15 @@ async fn connect(addr: SocketAddr, room: &str) -> Result<WebSocketStream<TcpStre
         // Like browsers: small frames leave at once.
         tcp.set_nodelay(true).map_err(|e| format!("nodelay: {e}"))?;
         let url = format!("ws://{addr}/api/rooms/{room}/ws");
-        let (ws, _) = client_async(url, tcp)
+        let (ws, response) = client_async(url, tcp)
             .await
             .map_err(|e| format!("upgrade: {e}"))?;
-        Ok(ws)
+        let node = response
+            .headers()
+            .get("x-served-by")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        Ok((ws, node))
     };
     timeout(CONNECT_TIMEOUT, attempt)
         .await

@@ -34,7 +34,7 @@ use client::{Ctx, RoomCtx};
 use plan::{Options, Plan};
 use progress::Progress;
 use report::{Resources, Timing};
-use server::{machine_cpu, sample, Spawned};
+use server::{machine_cpu, sample, sample_sum, ProcSample, Spawned};
 use stats::{Phase, RoomTally, Stats};
 
 /// Rooms created at once over REST.
@@ -107,11 +107,40 @@ fn run(options: Options) -> Result<bool, String> {
     };
     let server_pid = spawned.as_ref().map(|s| s.pid().to_string());
     let server_limit = server_pid.as_deref().and_then(server::open_file_limit);
+    // What counts as the server: the process started here, or every process of a cluster.
+    let server_pids: Vec<String> = match &plan.cluster {
+        Some(cluster) => cluster.pids(),
+        None => server_pid.iter().cloned().collect(),
+    };
+    // A cluster's binding limit is its balancer's: two descriptors per session.
+    let balancer_limit = plan
+        .cluster
+        .as_ref()
+        .and_then(|c| server::open_file_limit(&c.balancer_pid.to_string()));
+    if let Some(cluster) = &plan.cluster {
+        plan.check_balancer_file_limit(balancer_limit)?;
+        eprintln!(
+            "load: cluster {}: {}",
+            cluster.file.display(),
+            cluster
+                .processes
+                .iter()
+                .map(|(name, pid)| format!("{name} (pid {pid})"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    let limit = |l: Option<u64>| l.map_or("unknown".into(), |l| l.to_string());
     eprintln!(
-        "load: {} sessions against {addr}; open-file limit: bench {}, server {}",
+        "load: {} sessions against {addr}; open-file limit: bench {}, {} {}",
         plan.sessions(),
-        own_limit.map_or("unknown".into(), |l| l.to_string()),
-        server_limit.map_or("unknown".into(), |l| l.to_string()),
+        limit(own_limit),
+        if plan.cluster.is_some() {
+            "balancer"
+        } else {
+            "server"
+        },
+        limit(balancer_limit.or(server_limit)),
     );
     if let Err(e) = plan.check_file_limit(server_limit) {
         if let Some(s) = spawned {
@@ -124,7 +153,7 @@ fn run(options: Options) -> Result<bool, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot build the runtime: {e}"))?;
-    let outcome = runtime.block_on(drive(plan.clone(), addr, server_pid.clone()));
+    let outcome = runtime.block_on(drive(plan.clone(), addr, server_pids));
     runtime.shutdown_timeout(Duration::from_secs(5));
     let server_log = spawned.as_ref().map(|s| s.log.display().to_string());
     if let Some(s) = spawned {
@@ -199,9 +228,11 @@ fn average_payload(stats: &Stats) -> usize {
 async fn drive(
     plan: Plan,
     addr: SocketAddr,
-    server_pid: Option<String>,
+    server_pids: Vec<String>,
 ) -> Result<(Arc<Stats>, Resources, Timing), String> {
-    let server_sample = || server_pid.as_deref().and_then(sample);
+    let server_sample = || sample_sum(&server_pids);
+    // Each process of a cluster on its own, for the CPU each used in the hold.
+    let each = || -> Vec<Option<ProcSample>> { server_pids.iter().map(|p| sample(p)).collect() };
     let mut res = Resources::default();
     sleep(SETTLE).await;
     res.idle = server_sample();
@@ -235,7 +266,7 @@ async fn drive(
         }
     }
     drop(phase_rx);
-    let mut progress = Progress::new(server_pid.clone(), &ctx);
+    let mut progress = Progress::new(server_pids.clone(), &ctx);
     let total = plan.sessions() as u64;
     let deadline = begin + gap * total as u32 + ADMISSION_SLACK;
     let mut admission_incomplete = false;
@@ -260,6 +291,7 @@ async fn drive(
     stats.set_phase(Phase::Hold);
     let _ = phase_tx.send(Phase::Hold);
     res.hold_start = server_sample();
+    let each_start = each();
     let lag_probe = tokio::spawn(probe_lag(Arc::clone(&stats)));
     let machine_start = machine_cpu();
     let bench_start = sample("self");
@@ -271,6 +303,17 @@ async fn drive(
     }
     let hold_s = hold_began.elapsed().as_secs_f64();
     res.hold_end = server_sample();
+    if let Some(cluster) = &plan.cluster {
+        res.hold_cpu_by_process = cluster
+            .processes
+            .iter()
+            .zip(each_start.iter().zip(each()))
+            .map(|((name, _), (a, b))| {
+                let cpu = a.zip(b).map(|(a, b)| b.cpu_s - a.cpu_s);
+                (name.clone(), cpu)
+            })
+            .collect();
+    }
     // What everything else on the machine used meanwhile: the bench shares its cores.
     if let (Some(m0), Some(m1), Some(b0), Some(b1)) =
         (machine_start, machine_cpu(), bench_start, sample("self"))

@@ -96,9 +96,15 @@ pub struct Options {
     #[arg(long)]
     pub target: Option<String>,
 
+    /// Drive the balancer of a local cluster (the `cluster.json` scripts/cluster.sh writes,
+    /// e.g. target/cluster/cluster.json) and measure its processes: nodes, HAProxy and Redis
+    /// count as the server, and their CPU is also given one by one.
+    #[arg(long, value_name = "CLUSTER_JSON", conflicts_with = "target")]
+    pub cluster: Option<PathBuf>,
+
     /// Server binary to start instead of this build's (e.g. an older build saved as
     /// /tmp/wt-old), so two builds can be compared in one session.
-    #[arg(long, value_name = "PATH", conflicts_with = "target")]
+    #[arg(long, value_name = "PATH", conflicts_with_all = ["target", "cluster"])]
     pub server_bin: Option<PathBuf>,
 
     /// Where the started server keeps its rooms (its default is SQLite; `redis` starts a
@@ -173,6 +179,8 @@ pub struct Plan {
     pub buffering_rate: f64,
     /// A running server to drive, if not starting one.
     pub target: Option<SocketAddr>,
+    /// The local cluster behind `target`, when given with --cluster.
+    pub cluster: Option<Cluster>,
     /// The server binary to start (unless `target` is set).
     pub server_bin: PathBuf,
     /// Where the started server keeps its rooms.
@@ -219,7 +227,11 @@ impl Plan {
                 (Duration::from_secs(5), Duration::from_secs(15))
             }
         });
-        let target = o.target.as_deref().map(parse_target).transpose()?;
+        let cluster = o.cluster.as_deref().map(Cluster::read).transpose()?;
+        let target = match &cluster {
+            Some(c) => Some(parse_target(&c.url)?),
+            None => o.target.as_deref().map(parse_target).transpose()?,
+        };
         let plan = Plan {
             scenario: o.scenario,
             rooms: o.rooms.unwrap_or(rooms),
@@ -233,6 +245,7 @@ impl Plan {
             drift_jitter_ms: o.drift_jitter_ms,
             buffering_rate: o.buffering_rate,
             target,
+            cluster,
             server_bin: o
                 .server_bin
                 .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_watch-together"))),
@@ -283,6 +296,24 @@ impl Plan {
         self.rooms * self.members
     }
 
+    /// Refuses a plan whose sessions would not fit the cluster's balancer: HAProxy holds
+    /// two descriptors per session (the client's and the node's), and derives its
+    /// connection cap from its open-file limit.
+    pub fn check_balancer_file_limit(&self, limit: Option<u64>) -> Result<(), String> {
+        let Some(limit) = limit else {
+            return Ok(());
+        };
+        let needed = (2 * self.sessions() + SPARE_FILES) as u64;
+        if needed > limit {
+            return Err(format!(
+                "this plan needs about {needed} open files in HAProxy (2 per session + \
+                 {SPARE_FILES}) but it may open only {limit}; lower --rooms or --members \
+                 (or raise HAProxy's limit)"
+            ));
+        }
+        Ok(())
+    }
+
     /// Refuses a plan whose sockets exceed this process's open-file limit.
     pub fn check_file_limit(&self, limit: Option<u64>) -> Result<(), String> {
         let Some(limit) = limit else {
@@ -298,6 +329,53 @@ impl Plan {
             ));
         }
         Ok(())
+    }
+}
+
+/// A local cluster (scripts/cluster.sh): its balancer and the processes behind it.
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// The cluster.json it was read from.
+    pub file: PathBuf,
+    /// The balancer's URL.
+    pub url: String,
+    /// Every process of the cluster as (name, pid): the nodes, `haproxy`, `redis`.
+    pub processes: Vec<(String, u32)>,
+    /// HAProxy's pid: every session holds two of its descriptors.
+    pub balancer_pid: u32,
+}
+
+impl Cluster {
+    /// Reads the cluster.json that `scripts/cluster.sh up` wrote.
+    fn read(file: &std::path::Path) -> Result<Cluster, String> {
+        let bad = |what: &str| format!("--cluster {}: {what}", file.display());
+        let text = std::fs::read_to_string(file)
+            .map_err(|e| bad(&format!("{e} (is the cluster up? scripts/cluster.sh up)")))?;
+        let v: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(&e.to_string()))?;
+        let pid = |v: &serde_json::Value| {
+            v.as_u64()
+                .and_then(|p| u32::try_from(p).ok())
+                .ok_or_else(|| bad("a pid is missing"))
+        };
+        let mut processes = Vec::new();
+        for node in v["nodes"].as_array().ok_or_else(|| bad("no nodes"))? {
+            let id = node["id"].as_str().ok_or_else(|| bad("a node has no id"))?;
+            processes.push((id.to_owned(), pid(&node["pid"])?));
+        }
+        let balancer_pid = pid(&v["haproxy_pid"])?;
+        processes.push(("haproxy".to_owned(), balancer_pid));
+        processes.push(("redis".to_owned(), pid(&v["redis_pid"])?));
+        Ok(Cluster {
+            file: file.to_owned(),
+            url: v["url"].as_str().ok_or_else(|| bad("no url"))?.to_owned(),
+            processes,
+            balancer_pid,
+        })
+    }
+
+    /// The processes' pids, as /proc names them.
+    pub fn pids(&self) -> Vec<String> {
+        self.processes.iter().map(|(_, p)| p.to_string()).collect()
     }
 }
 

@@ -13,7 +13,7 @@ use serde_json::{json, Value};
 use tokio::time::{sleep, Instant};
 
 use super::client::Ctx;
-use super::server::{machine_cpu, sample, MachineCpu};
+use super::server::{machine_cpu, sample, sample_sum, MachineCpu};
 
 /// The readings of the previous row.
 struct Last {
@@ -35,8 +35,9 @@ struct Last {
 
 /// Prints a row about once a second and keeps them all for the report.
 pub struct Progress {
-    /// Server pid for memory and CPU, if the bench started it.
-    server_pid: Option<String>,
+    /// The server's pids for memory and CPU: the one the bench started, or a cluster's
+    /// processes; none for --target.
+    server_pids: Vec<String>,
     /// Overwrite the line (terminal) or print every fifth row (log file).
     in_place: bool,
     /// The previous readings.
@@ -74,11 +75,8 @@ fn ms(us: u64) -> f64 {
 
 impl Progress {
     /// Starts the clock for the timeline.
-    pub fn new(server_pid: Option<String>, ctx: &Ctx) -> Self {
-        let server_cpu = server_pid
-            .as_deref()
-            .and_then(sample)
-            .map_or(0.0, |s| s.cpu_s);
+    pub fn new(server_pids: Vec<String>, ctx: &Ctx) -> Self {
+        let server_cpu = sample_sum(&server_pids).map_or(0.0, |s| s.cpu_s);
         Progress {
             in_place: std::io::stderr().is_terminal(),
             last: Last {
@@ -90,7 +88,7 @@ impl Progress {
                 bench_cpu: sample("self").map_or(0.0, |s| s.cpu_s),
                 machine: machine_cpu().unwrap_or_default(),
             },
-            server_pid,
+            server_pids,
             timeline: Vec::new(),
             begin: Instant::now(),
             quiet_fanout: ctx.stats.fanout.snapshot(),
@@ -115,7 +113,7 @@ impl Progress {
         let _ = fanout_row.subtract(&self.last.fanout);
         let mut ping_row = ping.clone();
         let _ = ping_row.subtract(&self.last.ping);
-        let server = self.server_pid.as_deref().and_then(sample);
+        let server = sample_sum(&self.server_pids);
         let server_cpu = server.map_or(0.0, |s| s.cpu_s);
         let bench_cpu = sample("self").map_or(0.0, |s| s.cpu_s);
         let machine = machine_cpu().unwrap_or_default();

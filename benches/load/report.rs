@@ -36,6 +36,8 @@ pub struct Resources {
     pub timeline: Vec<Value>,
     /// Fan-out in the hold seconds other processes left alone.
     pub quiet: Option<Quiet>,
+    /// A cluster's processes and the CPU seconds each used in the hold (None: unreadable).
+    pub hold_cpu_by_process: Vec<(String, Option<f64>)>,
 }
 
 /// Wall-clock facts of the run.
@@ -259,6 +261,17 @@ pub fn build(
             "buffering_rate": plan.buffering_rate,
             "threads": plan.threads,
             "target": plan.target.map(|a| a.to_string()),
+        },
+        "cluster": plan.cluster.as_ref().map(|c| json!({
+            "file": c.file.display().to_string(),
+            "processes": c.processes.iter().map(|(name, pid)| {
+                let cpu = res.hold_cpu_by_process.iter().find(|(n, _)| n == name).and_then(|(_, c)| *c);
+                json!({"name": name, "pid": pid, "cpu_s_hold": cpu.map(round2)})
+            }).collect::<Vec<_>>(),
+        })),
+        "served_by": {
+            "connections": *stats.served_by.lock().unwrap_or_else(|p| p.into_inner()),
+            "rooms_on_several_nodes": stats.split_rooms.load(Relaxed),
         },
         "admission": {
             "admitted": stats.admitted.load(Relaxed),
@@ -608,24 +621,63 @@ pub fn table(r: &Value) -> String {
             a["membership_bytes_per_member_s"], a["welcome_mib_total"]
         ),
     );
+    let by = &r["served_by"]["connections"];
+    if let Some(by) = by
+        .as_object()
+        .filter(|b| b.len() > 1 || !r["cluster"].is_null())
+    {
+        let each: Vec<String> = by.iter().map(|(node, n)| format!("{node} {n}")).collect();
+        row(
+            "connections by node",
+            format!(
+                "{}; rooms on more than one node: {}",
+                each.join(", "),
+                r["served_by"]["rooms_on_several_nodes"]
+            ),
+        );
+    }
+    // A cluster's figures are the sum of its processes: nodes, HAProxy and Redis.
+    let who = if r["cluster"].is_null() {
+        "server"
+    } else {
+        "cluster"
+    };
+    if let Some(c) = r["cluster"].as_object() {
+        let each: Vec<String> = c["processes"]
+            .as_array()
+            .map(|ps| {
+                ps.iter()
+                    .map(|p| {
+                        format!(
+                            "{} {} s",
+                            p["name"].as_str().unwrap_or("?"),
+                            p["cpu_s_hold"]
+                        )
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        row("cluster", c["file"].as_str().unwrap_or_default().to_owned());
+        row("cluster CPU by process (hold)", each.join(", "));
+    }
     let s = &r["server"];
     if !s.is_null() {
         row(
-            "server RSS",
+            &format!("{who} RSS"),
             format!(
                 "idle {} MiB, admitted {} MiB, held {} MiB, peak {} MiB",
                 s["idle_rss_mib"], s["admitted_rss_mib"], s["held_rss_mib"], s["peak_rss_mib"]
             ),
         );
         row(
-            "server RSS per session",
+            &format!("{who} RSS per session"),
             format!(
                 "{} KiB peak, {} KiB held",
                 s["peak_rss_per_session_kib"], s["held_rss_per_session_kib"]
             ),
         );
         row(
-            "server CPU",
+            &format!("{who} CPU"),
             format!(
                 "{} s admitting, {} s holding ({}% of a core), {} s total",
                 s["cpu_s_admission"], s["cpu_s_hold"], s["cpu_percent_hold"], s["cpu_s_total"]
@@ -635,7 +687,7 @@ pub fn table(r: &Value) -> String {
     let cpu_frame = &s["cpu_us_per_frame"];
     if cpu_frame.is_object() {
         row(
-            "server cpu/frame (hold)",
+            &format!("{who} cpu/frame (hold)"),
             format!(
                 "{} ({} frames in + {} out)",
                 us_split(cpu_frame),

@@ -204,6 +204,26 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     })
 }
 
+/// The sum of [`sample`] over several processes (a cluster's nodes, balancer and store):
+/// memory and CPU of all of them together. None if any of them cannot be read (gone), as a
+/// sum without it would be wrong.
+pub fn sample_sum(pids: &[String]) -> Option<ProcSample> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().try_fold(ProcSample::default(), |sum, pid| {
+        let s = sample(pid)?;
+        Some(ProcSample {
+            rss: sum.rss + s.rss,
+            hwm: sum.hwm + s.hwm,
+            cpu_s: sum.cpu_s + s.cpu_s,
+            user_s: sum.user_s + s.user_s,
+            kernel_s: sum.kernel_s + s.kernel_s,
+            threads: sum.threads + s.threads,
+        })
+    })
+}
+
 /// Whole-machine CPU time from the first line of /proc/stat, in seconds summed over cores.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct MachineCpu {

@@ -4,7 +4,7 @@
 //! each, taken once per sample (at most a few hundred thousand samples a second, far below
 //! where that lock would show up next to JSON parsing).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::Mutex;
 use std::time::Instant;
@@ -165,6 +165,11 @@ pub struct Stats {
     pub traffic: [Traffic; 4],
     /// The first few problems, verbatim, to explain the counters.
     problems: Mutex<Vec<String>>,
+    /// WebSocket connections by the node that accepted them (its `X-Served-By`), to show
+    /// how a balancer spread the rooms.
+    pub served_by: Mutex<BTreeMap<String, u64>>,
+    /// Rooms whose connections were accepted by more than one node.
+    pub split_rooms: AtomicU64,
 }
 
 impl Stats {
@@ -198,6 +203,8 @@ impl Stats {
             playback_drops: AtomicU64::new(0),
             chat_drops: AtomicU64::new(0),
             unmatched: AtomicU64::new(0),
+            served_by: Mutex::new(BTreeMap::new()),
+            split_rooms: AtomicU64::new(0),
             bad_frames: AtomicU64::new(0),
             controls_sent: AtomicU64::new(0),
             chats_sent: AtomicU64::new(0),
@@ -257,6 +264,19 @@ impl Stats {
         }
     }
 
+    /// Counts a connection accepted by `node` for `room`.
+    pub fn served(&self, room: &RoomTally, node: &str) {
+        let mut by = self.served_by.lock().unwrap_or_else(|p| p.into_inner());
+        *by.entry(node.to_owned()).or_default() += 1;
+        let mut nodes = room.nodes.lock().unwrap_or_else(|p| p.into_inner());
+        if !nodes.contains(node) {
+            nodes.insert(node.to_owned());
+            if nodes.len() == 2 {
+                self.split_rooms.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
     /// The kept problem descriptions.
     pub fn problems(&self) -> Vec<String> {
         self.problems
@@ -292,4 +312,7 @@ pub struct RoomTally {
     pub max_chat_id: AtomicU64,
     /// Latest buffering flip per participant id not yet seen by the host: (state, sent µs).
     pub flips: Mutex<HashMap<String, (bool, u64)>>,
+    /// The nodes that accepted this room's connections (`X-Served-By`): one, unless a
+    /// balancer split the room.
+    pub nodes: Mutex<BTreeSet<String>>,
 }
