@@ -10,6 +10,7 @@ mod access;
 mod bench_smoke;
 mod cluster;
 mod durability;
+mod failover;
 mod fencing;
 mod fuzz_frames;
 mod handover;
