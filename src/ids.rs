@@ -34,10 +34,22 @@ impl Default for RoomId {
     }
 }
 
+/// A room id that is not a hyphenated UUID.
+#[derive(Debug, thiserror::Error)]
+#[error("a room id is a UUID written as 8-4-4-4-12 hex digits")]
+pub struct InvalidRoomId;
+
 impl FromStr for RoomId {
-    type Err = uuid::Error;
+    type Err = InvalidRoomId;
+
+    /// Only the hyphenated form (either case): every spelling of a room must hash to the
+    /// same node behind the balancer, which lower-cases the id it takes from the path but
+    /// cannot turn `{...}`, `urn:uuid:...` or 32 bare digits into it.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        Uuid::parse_str(s).map(RoomId)
+        if s.len() != 36 {
+            return Err(InvalidRoomId);
+        }
+        Uuid::try_parse(s).map(RoomId).map_err(|_| InvalidRoomId)
     }
 }
 
@@ -162,6 +174,24 @@ fn random_hex<const N: usize>() -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_room_id_has_one_spelling_up_to_case() {
+        let id = RoomId::new();
+        let text = id.to_string();
+        assert_eq!(text.parse::<RoomId>().unwrap(), id);
+        assert_eq!(text.to_uppercase().parse::<RoomId>().unwrap(), id);
+        let simple = text.replace('-', "");
+        for other in [
+            simple.clone(),
+            format!("{{{text}}}"),
+            format!("urn:uuid:{text}"),
+            format!(" {text}"),
+            String::new(),
+        ] {
+            assert!(other.parse::<RoomId>().is_err(), "{other:?}");
+        }
+    }
 
     #[test]
     fn secrets_are_long_unique_and_compare_exactly() {

@@ -100,6 +100,11 @@ async fn health_and_unknown_api_routes() {
     let (status, v) = srv.get("/api/health").await;
     assert_eq!(status, 200);
     assert_eq!(v["status"], "ok");
+    // deploy/haproxy.cfg matches these exact bytes: a space here would take every node out
+    // of the balancer.
+    let (_, body) = srv.get_raw("/api/health", &[]).await;
+    let body = String::from_utf8(body).unwrap();
+    assert!(body.contains(r#""status":"ok""#), "{body}");
     let (status, v) = srv.get("/api/nothing-here").await;
     assert_eq!(status, 404);
     assert_eq!(v["error"]["code"], "not_found");
