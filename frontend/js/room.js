@@ -249,7 +249,13 @@ function onPlaybackChange(before, playback, by) {
   if (!text) return;
   $('#activity').textContent = text;
   const kind = ['hold', 'hold-change', 'release'].includes(change.kind) ? 'hold' : change.kind;
-  addSystemLine(text, { kind, by });
+  const now = performance.now();
+  // One line per hold while it changes (someone else starts or stops buffering), and seeks
+  // by the same person in quick succession (dragging along the seek bar) make one line.
+  const merge = change.kind === 'hold-change'
+    ? (last) => last.change === 'hold' || last.change === 'hold-change'
+    : change.kind === 'seek' ? (last) => last.change === 'seek' && last.by === by && now - last.localAt < MERGE_SEEKS_MS : null;
+  addSystemLine(text, { kind, by, change: change.kind, merge });
 }
 
 function hostLine(hostId) {
@@ -889,20 +895,20 @@ function resetChat(history) {
 }
 
 /**
- * Adds a line of the page's own to the chat log (never sent to the server). Seeks by one
- * person in quick succession (dragging along the seek bar) update one line.
+ * Adds a line of the page's own to the chat log (never sent to the server). With `merge`,
+ * the last line is rewritten instead when `merge(last)` holds and nothing came after it.
  */
-function addSystemLine(text, { kind = 'info', by = null } = {}) {
+function addSystemLine(text, { kind = 'info', by = null, change = null, merge = null } = {}) {
   const now = performance.now();
   const at = engine ? engine.serverNow() ?? lastLineAt() : lastLineAt();
   const last = state.systemLines.at(-1);
   const log = $('#chat-log');
-  if (kind === 'seek' && last && last.kind === 'seek' && last.by === by && now - last.localAt < MERGE_SEEKS_MS && last.node && log.lastElementChild === last.node) {
-    Object.assign(last, { text, at, localAt: now });
+  if (merge && last && last.node && log.lastElementChild === last.node && merge(last)) {
+    Object.assign(last, { text, at, change, localAt: now });
     last.node.querySelector('.chat-system-text').textContent = text;
     return;
   }
-  const line = { at, text, kind, by, localAt: now, node: null };
+  const line = { at, text, kind, by, change, localAt: now, node: null };
   state.systemLines.push(line);
   if (state.systemLines.length > MAX_SYSTEM_LINES) {
     const dropped = state.systemLines.shift();

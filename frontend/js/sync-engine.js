@@ -184,6 +184,11 @@ export class SyncEngine {
     }
     this.checkBuffering();
     this.reportDuration();
+    if (this.busy && this.playerReady && playback.paused && !this.player.paused()) {
+      // A pause or a hold must not wait for a seek in flight: one seeking into data that has
+      // not arrived can take seconds, and the player would run on meanwhile once it lands.
+      this.player.pause();
+    }
     if (!this.player || !this.playerReady || this.busy || !this.clock.synced) return;
 
     const serverMs = this.serverNow();

@@ -234,3 +234,20 @@ test('at the end the player sits on the last frame and nothing corrects it', asy
   engine.destroy();
   late.engine.destroy();
 });
+
+test('a hold that arrives while a seek waits for data pauses the player at once', async () => {
+  const env = await joined({ seekMs: 5000, playLagMs: INITIAL_START_LEAD_MS.fine });
+  const { engine, time, serverNow, player } = env;
+  await playingRoom(env);
+  // A seek that arrives late (the start already passed): the player seeks while playing,
+  // into a part it has no data for, so the seek hangs.
+  engine.onPlayback(playback({ paused: false, position: 45, anchor: serverNow() - 50, seq: 3 }));
+  player().setBuffering(true);
+  await time.advance(BUFFERING_DEBOUNCE_MS + 10);
+  assert.equal(engine.busy, true, 'the seek is still in flight');
+  assert.equal(player().paused(), false);
+  engine.onPlayback(playback({ paused: true, position: 45.2, anchor: serverNow(), seq: 4, waiting_for: [ME] }));
+  assert.equal(player().paused(), true, 'paused without waiting for the seek');
+  assert.equal(engine.buffering, true, 'still waiting for data');
+  engine.destroy();
+});
