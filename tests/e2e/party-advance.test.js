@@ -68,12 +68,22 @@ test('the queue advances to the next clip on every page together, and the end sh
   await waitUntilReal(host, startReal + WINDOW_MS + 100);
   const samples = await stopSamplers(pages);
   const stats = spreadStats(samples, startReal, WINDOW_MS);
+  if (process.env.WT_SYNC_TRACE) {
+    // Each page's position around the start of the next clip, and how its start went.
+    for (const [i, pageSamples] of samples.entries()) {
+      const around = pageSamples.filter(([t]) => t > startReal - 300 && t < startReal + 800).filter((_, k) => k % 4 === 0);
+      console.log(`# trace ${names[i]}: ${around.map(([t, pos]) => `${Math.round(t - startReal)}:${pos === null ? '-' : pos.toFixed(3)}`).join(' ')}`);
+      console.log(`# trace start: ${JSON.stringify(await pages[i].evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs }; }))}`);
+    }
+  }
   const holds = (await stateOf(host)).systemLines.filter((l) => l.kind === 'hold').map((l) => l.text);
   console.log(`# advance: the first clip ended at its reported length ${first.duration.toFixed(3)} s; the next started ${Math.round(startReal - endReal)} ms later (seq ${sought.seq} → ${started.seq}; holds: ${holds.length ? holds.join(' | ') : 'none'})`);
   console.log(formatSpread(`after the advance (${names.join(', ')})`, stats, WINDOW_MS));
   const lines = (await stateOf(shifted)).systemLines.map((l) => l.text);
   assert.ok(!lines.some((t) => /^Someone /.test(t)), `the room's own changes are not anyone's: ${lines.join(' | ')}`);
-  assert.ok(stats.advanced.every((a) => Math.abs(a - WINDOW_MS / 1000) < 0.3), `every page played through the window (${stats.advanced})`);
+  // A page still loading the clip at the start (none held the room) stands ahead, paused, and
+  // joins when the room reaches it, so it may have advanced a few hundred ms less.
+  assert.ok(stats.advanced.every((a) => Math.abs(a - WINDOW_MS / 1000) < 0.5), `every page played through the window (${stats.advanced})`);
   assert.ok(stats.points > (WINDOW_MS / 10) * 0.8, `enough samples (${stats.points})`);
   // Generous, so a busy two-core machine does not make this flaky; the figures above are the result.
   assert.ok(stats.p50 < 60, `p50 spread ${stats.p50} ms`);
