@@ -32,7 +32,6 @@ const state = {
   room: { id: roomId, name: '', control: 'host', waitForBuffering: true, bufferingTimeoutS: 8 },
   roster: new Roster(),
   queue: [], // what plays after the current video, front first (parsed `queue` items)
-  library: [], // the media library's entries
   chatIds: new Set(),
   systemLines: [], // {at (server ms), text, kind, by, localAt, node}
   holdTimeoutS: null, // the timeout in force when the current hold began
@@ -483,7 +482,6 @@ async function copyInvite() {
 async function fillLibrary() {
   const result = await listMedia();
   if (!result.ok || !Array.isArray(result.data)) return;
-  state.library = result.data;
   for (const select of [$('#library-select'), $('#queue-library-select')]) {
     for (const item of result.data) {
       select.append(h('option', { value: item.url }, `${item.name}${item.size ? ` · ${formatBytes(item.size)}` : ''}`));

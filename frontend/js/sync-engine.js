@@ -431,9 +431,11 @@ export class SyncEngine {
     const expected = this.expectedPosition();
     // At the end there is nothing left to wait for (the room ends or advances by itself).
     if (Number.isFinite(duration) && expected !== null && expected >= duration - 0.05) return false;
-    if (player.buffering()) return true;
+    // Standing still for a pause or for someone else's hold, a seek that still waits for data
+    // keeps nobody waiting: it is judged when the room moves again.
     const wanted = !playback.paused || (isHold(playback) && this.selfId !== null && playback.waiting_for.includes(this.selfId));
-    return wanted && typeof player.canPlay === 'function' && !player.canPlay();
+    if (!wanted) return false;
+    return player.buffering() || (typeof player.canPlay === 'function' && !player.canPlay());
   }
 
   /** Whether this page says it is buffering: unable to play for a while, and in step with the room. */

@@ -163,6 +163,7 @@ test('a hold for someone else pauses this page like a pause, and its own paused 
   const before = sent.length;
   engine.onPlayback(playback({ paused: true, position: heldAt, anchor: serverNow(), seq: 3, waiting_for: [BOB] }));
   player().hasData = false; // seeking back: no data for a moment
+  player().isBuffering = true; // and YouTube says BUFFERING for that even while paused
   await time.advance(BUFFERING_DEBOUNCE_MS * 3);
   assert.equal(player().paused(), true);
   assert.ok(Math.abs(player().currentTime() - heldAt) < 0.001);
