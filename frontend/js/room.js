@@ -35,6 +35,7 @@ const state = {
   chatIds: new Set(),
   systemLines: [], // {at (server ms), text, kind, by, localAt, node}
   holdTimeoutS: null, // the timeout in force when the current hold began
+  optionsPending: null, // option values sent and not yet confirmed by a `room` (or refused)
   queueFocus: null, // {id, action}: where keyboard focus goes after the queue re-renders
   queueShown: null, // what the queue list was last rendered from, to re-render only on change
   dragId: null, // the queue item being dragged
@@ -204,6 +205,7 @@ function onWelcome(message) {
   applyRoomInfo(message.room);
   state.roster.reset(message.participants, message.host_id, message.big_room_threshold);
   state.queue = parseQueue(message.queue);
+  state.optionsPending = null; // a new session: the welcome's room is the truth
   resetChat(message.chat);
   engine.setSelf(state.me ? state.me.id : null);
   engine.onWelcome(message.playback);
@@ -223,6 +225,13 @@ function applyRoomInfo(room) {
   if (room.control === 'host' || room.control === 'everyone') state.room.control = room.control;
   if (typeof room.wait_for_buffering === 'boolean') state.room.waitForBuffering = room.wait_for_buffering;
   if (Number.isFinite(room.buffering_timeout_s) && room.buffering_timeout_s > 0) state.room.bufferingTimeoutS = room.buffering_timeout_s;
+  const pending = state.optionsPending;
+  if (pending) {
+    // Each sent value is done with once the room shows it.
+    if (pending.wait_for_buffering === state.room.waitForBuffering) delete pending.wait_for_buffering;
+    if (pending.buffering_timeout_s === state.room.bufferingTimeoutS) delete pending.buffering_timeout_s;
+    if (Object.keys(pending).length === 0) state.optionsPending = null;
+  }
   renderRoomInfo();
   renderQueue();
   renderControls();
@@ -234,9 +243,12 @@ function onPlaybackChange(before, playback, by) {
   if (change.kind === 'hold') state.holdTimeoutS = state.room.bufferingTimeoutS;
   let timedOut = false;
   if (change.kind === 'release') {
+    // The room does not say why it resumed: at the timeout, or because the host just turned
+    // waiting off (its `room` came first), it stopped waiting; otherwise they were ready.
     const timeoutS = state.holdTimeoutS ?? state.room.bufferingTimeoutS;
     const now = engine.serverNow();
-    timedOut = before.holdStartedAt !== null && now !== null && now >= before.holdStartedAt + timeoutS * 1000 - TIMEOUT_SLACK_MS;
+    timedOut = !state.room.waitForBuffering
+      || (before.holdStartedAt !== null && now !== null && now >= before.holdStartedAt + timeoutS * 1000 - TIMEOUT_SLACK_MS);
   }
   if (!engine.model.onHold) state.holdTimeoutS = null;
   const text = describeChange(change, playback, by, {
@@ -293,7 +305,8 @@ function onServerError(message) {
   const text = specific[message.code] || ERROR_TEXT[message.code] || (typeof message.message === 'string' ? message.message : 'Something went wrong.');
   toast(text, 'error');
   if (message.code === 'invalid_name') storage.setName('');
-  renderControls(); // a refused option change puts its control back to the room's value
+  state.optionsPending = null; // a refused option change shows the room's value again
+  renderControls();
 }
 
 function handleConnectionState(connectionState, detail) {
@@ -367,8 +380,12 @@ function sendOptions(options) {
   if (!socket.send({ type: 'set_options', ...options })) {
     toast('Not connected — the option was not changed.', 'error');
     renderControls();
+    return;
   }
-  // The checkbox and select show the room's value again when its `room` broadcast arrives.
+  // Shown as chosen until the room's `room` broadcast confirms it (or an error refuses it),
+  // so a render in between does not flip the control back.
+  state.optionsPending = { ...state.optionsPending, ...options };
+  renderControls();
 }
 
 function togglePlay() {
@@ -544,14 +561,16 @@ function renderControls() {
   $('#control-mode-choice').hidden = !amHost();
   // Holds are the host's call even where everyone controls playback (set_options is host only).
   $('#hold-options').hidden = !amHost();
+  const pending = state.optionsPending || {};
+  const waiting = pending.wait_for_buffering ?? state.room.waitForBuffering;
   const waitToggle = $('#wait-toggle');
-  waitToggle.checked = state.room.waitForBuffering;
+  waitToggle.checked = waiting;
   waitToggle.disabled = !amHost() || state.connection !== 'open';
   const timeout = $('#wait-timeout');
-  const seconds = String(state.room.bufferingTimeoutS);
+  const seconds = String(pending.buffering_timeout_s ?? state.room.bufferingTimeoutS);
   if (![...timeout.options].some((o) => o.value === seconds)) timeout.append(h('option', { value: seconds }, `${seconds} s`));
   timeout.value = seconds;
-  timeout.disabled = waitToggle.disabled || !state.room.waitForBuffering;
+  timeout.disabled = waitToggle.disabled || !waiting;
 
   const host = state.roster.host;
   const note = $('#control-note');

@@ -46,6 +46,12 @@ test('the queue panel edits the queue for everyone; system lines tell the others
   assert.equal(await host.locator('#queue-note').isVisible(), false, 'no explanation needed for the host');
   assert.equal(await bob.locator('#hold-options').isVisible(), false, 'only the host sees the hold options');
   assert.equal(await host.locator('#wait-toggle').isChecked(), true, 'rooms wait for buffering viewers by default');
+  await host.locator('#wait-toggle').uncheck();
+  await waitState(bob, (s) => s.room.waitForBuffering === false);
+  assert.equal(await host.locator('#wait-timeout').isDisabled(), true, 'no timeout to choose without waiting');
+  await host.locator('#wait-toggle').check();
+  await host.locator('#wait-timeout').selectOption('15');
+  await waitState(bob, (s) => s.room.waitForBuffering === true && s.room.bufferingTimeoutS === 15);
 
   // Add one from a link, one from the library.
   await host.locator('#queue-input').fill(YT_LINK);
