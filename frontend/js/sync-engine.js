@@ -34,6 +34,8 @@ export const MAX_PRESTART_SEEKS = 3;
  * The player must be unable to play for this long before the page says it is buffering.
  * A buffering member puts the whole room on hold, so a seek that lands in a few tens of ms
  * or a decoder hiccup must not pause everyone; real waits for data last far longer.
+ * Loading a video is said at once: it always takes a while, and a start scheduled for a
+ * new video (the queue's next) should wait for everyone rather than leave some behind.
  */
 export const BUFFERING_DEBOUNCE_MS = 250;
 /** Buffering flips reported at once, at most this many in a burst, refilled per second below. */
@@ -441,6 +443,7 @@ export class SyncEngine {
   /** Whether this page says it is buffering: unable to play for a while, and in step with the room. */
   bufferingNow() {
     if (!this.inStep || this.unableSince === null) return false;
+    if (this.player && !this.playerReady) return true; // loading the video
     return this.now() - this.unableSince >= BUFFERING_DEBOUNCE_MS;
   }
 
