@@ -24,6 +24,11 @@ const MAX_SYSTEM_LINES = 200;
 const MERGE_SEEKS_MS = 1000;
 /** A hold that ends this close to its timeout ended because of it (the server does not say why). */
 const TIMEOUT_SLACK_MS = 750;
+/**
+ * A hold gets lines in the chat only once it has lasted this long. Pages loading the next
+ * video hold nearly every start for a few hundred ms; two lines each time would be noise.
+ */
+const HOLD_LINE_AFTER_MS = 1000;
 
 const roomId = decodeForDisplay(location.pathname.split('/')[2] || '');
 
@@ -35,6 +40,8 @@ const state = {
   chatIds: new Set(),
   systemLines: [], // {at (server ms), text, kind, by, localAt, node}
   holdTimeoutS: null, // the timeout in force when the current hold began
+  holdLine: null, // {timer, written}: the current hold's chat line, written once it lasts
+  holdsSeen: 0, // holds this page has seen begin (for the tests' figures)
   optionsPending: null, // option values sent and not yet confirmed by a `room` (or refused)
   queueFocus: null, // {id, action}: where keyboard focus goes after the queue re-renders
   queueShown: null, // what the queue list was last rendered from, to re-render only on change
@@ -212,6 +219,7 @@ function onWelcome(message) {
   engine.onConnected();
   // A hold under way when we arrived: its timeout is the room's current one.
   state.holdTimeoutS = engine.model.onHold ? state.room.bufferingTimeoutS : null;
+  forgetHoldLine();
   hideBanner();
   renderPeople();
   renderQueue();
@@ -240,7 +248,10 @@ function applyRoomInfo(room) {
 /** Writes the system line and activity text for an applied playback change. */
 function onPlaybackChange(before, playback, by) {
   const change = classifyChange(before.playback, playback, by);
-  if (change.kind === 'hold') state.holdTimeoutS = state.room.bufferingTimeoutS;
+  if (change.kind === 'hold') {
+    state.holdTimeoutS = state.room.bufferingTimeoutS;
+    state.holdsSeen += 1;
+  }
   let timedOut = false;
   if (change.kind === 'release') {
     // The room does not say why it resumed: at the timeout, or because the host just turned
@@ -250,7 +261,10 @@ function onPlaybackChange(before, playback, by) {
     timedOut = !state.room.waitForBuffering
       || (before.holdStartedAt !== null && now !== null && now >= before.holdStartedAt + timeoutS * 1000 - TIMEOUT_SLACK_MS);
   }
-  if (!engine.model.onHold) state.holdTimeoutS = null;
+  if (!engine.model.onHold) {
+    state.holdTimeoutS = null;
+    if (change.kind !== 'release') forgetHoldLine(); // a person ended it: their line says so
+  }
   const text = describeChange(change, playback, by, {
     name: (id) => (state.me && id === state.me.id ? 'you' : nameOf(id) || 'someone'),
     // The item that just left the queue is still in the queue we had: its title names it.
@@ -260,6 +274,7 @@ function onPlaybackChange(before, playback, by) {
   if (!text) return;
   $('#activity').textContent = text;
   const kind = ['hold', 'hold-change', 'release'].includes(change.kind) ? 'hold' : change.kind;
+  if (kind === 'hold' && !holdLineWritten(change.kind)) return;
   const now = performance.now();
   // One line per hold while it changes (someone else starts or stops buffering), and seeks
   // by the same person in quick succession (dragging along the seek bar) make one line.
@@ -267,6 +282,35 @@ function onPlaybackChange(before, playback, by) {
     ? (last) => last.change === 'hold' || last.change === 'hold-change'
     : change.kind === 'seek' ? (last) => last.change === 'seek' && last.by === by && now - last.localAt < MERGE_SEEKS_MS : null;
   addSystemLine(text, { kind, by, change: change.kind, merge });
+}
+
+/**
+ * Whether a hold's change gets its own line: a new hold starts a timer that writes it once it
+ * has lasted; changes and the release of a hold too short to be written stay out of the chat.
+ */
+function holdLineWritten(kind) {
+  const current = state.holdLine;
+  if (kind === 'hold') {
+    forgetHoldLine();
+    const line = { written: false, timer: null };
+    line.timer = setTimeout(() => {
+      line.timer = null;
+      const playback = engine.model.current;
+      if (state.holdLine !== line || !engine.model.onHold) return;
+      line.written = true;
+      addSystemLine(`Waiting for ${waitingNames(playback.waiting_for)}…`, { kind: 'hold', change: 'hold' });
+    }, HOLD_LINE_AFTER_MS);
+    state.holdLine = line;
+    return false;
+  }
+  const written = !!current && current.written;
+  if (kind === 'release') forgetHoldLine();
+  return written;
+}
+
+function forgetHoldLine() {
+  if (state.holdLine && state.holdLine.timer !== null) clearTimeout(state.holdLine.timer);
+  state.holdLine = null;
 }
 
 function hostLine(hostId) {
@@ -1004,6 +1048,7 @@ function exposeTestHook() {
       queue: copy(state.queue),
       room: copy(state.room),
       onHold: engine.model.onHold,
+      holdsSeen: state.holdsSeen,
       holdStartedAt: engine.model.holdStartedAt,
       buffering: engine.buffering,
       inStep: engine.inStep,

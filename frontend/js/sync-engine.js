@@ -226,8 +226,7 @@ export class SyncEngine {
       this.restartTimer('start', delay, () => this.tick());
       return;
     }
-    const duration = this.player.duration();
-    if (Number.isFinite(duration) && expected >= duration - 0.05) {
+    if (this.atMediaEnd(expected)) {
       // The room has run past the end: sit on the last frame like everyone else.
       if (!this.player.paused()) this.player.pause();
       this.lastDriftMs = 0;
@@ -302,6 +301,16 @@ export class SyncEngine {
    * `missMs` after settling, the latency was L = max(0, before) + (d0 - miss) / rate:
    * a late call (message arrived late, busy machine) is not held against the player.
    */
+  /** Whether the room is at the end of the media, or this player just reached it. */
+  atMediaEnd(expected) {
+    const duration = this.player.duration();
+    if (!Number.isFinite(duration) || expected === null) return false;
+    if (expected >= duration - 0.05) return true;
+    // A media clock running a little fast ends a moment before the room does. play() on an
+    // ended element would start it over from 0, so it waits at the end for the room instead.
+    return this.player.currentTime() >= duration - 0.05 && expected >= duration - ENDED_TOLERANCE_MS / 1000;
+  }
+
   learnStartLead(missMs) {
     this.startCheck = null;
     const start = this.lastStart;
@@ -334,7 +343,8 @@ export class SyncEngine {
         if (error && error.name === 'NotAllowedError') {
           this.autoplayBlocked = true;
           this.onChange(this);
-        } else {
+        } else if (!(error && error.name === 'AbortError')) {
+          // (AbortError: a pause, seek or new source came first, as the room asked: no fault.)
           this.lastError = String(error && error.message || error);
         }
       },
@@ -429,10 +439,8 @@ export class SyncEngine {
     // A video that failed to load never will: that is an error shown to the person, not a wait.
     if (!this.playerReady) return this.lastError === null;
     if (playback.ended) return false;
-    const duration = player.duration();
-    const expected = this.expectedPosition();
     // At the end there is nothing left to wait for (the room ends or advances by itself).
-    if (Number.isFinite(duration) && expected !== null && expected >= duration - 0.05) return false;
+    if (this.atMediaEnd(this.expectedPosition())) return false;
     // Standing still for a pause or for someone else's hold, a seek that still waits for data
     // keeps nobody waiting: it is judged when the room moves again.
     const wanted = !playback.paused || (isHold(playback) && this.selfId !== null && playback.waiting_for.includes(this.selfId));

@@ -83,7 +83,6 @@ test('the queue panel edits the queue for everyone; system lines tell the others
     await waitPlayingNear(page, { toleranceMs: 150 });
   }
   await waitLine(bob, `Ann skipped to ${CLIP_B_LABEL}`);
-  assert.equal(await bob.locator('#activity').textContent(), `Ann skipped to ${CLIP_B_LABEL}`);
   await bob.locator('#queue-empty').waitFor();
   assert.equal(await host.locator('#next-button').isDisabled(), true, 'nothing left to play next');
 

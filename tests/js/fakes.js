@@ -87,6 +87,7 @@ export class FakePlayer {
     if (!this.isPaused && !this.isBuffering) {
       const from = Math.max(this.lastUpdate, this.movingFrom ?? this.lastUpdate);
       if (now > from) this.position = Math.min(this.durationS, this.position + ((now - from) / 1000) * this.rate * (1 + this.clockError));
+      if (this.position >= this.durationS) this.isPaused = true; // an element that ends pauses
     }
     this.lastUpdate = now;
   }
@@ -112,6 +113,11 @@ export class FakePlayer {
   }
   play() {
     this.calls.push(['play']);
+    if (this.abortPlay) {
+      const error = new Error('The play() request was interrupted by a call to pause()');
+      error.name = 'AbortError';
+      return Promise.reject(error);
+    }
     if (this.blockAutoplay) {
       const error = new Error('play() failed because the user did not interact');
       error.name = 'NotAllowedError';

@@ -255,3 +255,34 @@ test('a hold that arrives while a seek waits for data pauses the player at once'
   assert.equal(engine.buffering, true, 'still waiting for data');
   engine.destroy();
 });
+
+test('a player whose media ends a moment before the room waits at the end, not from 0', async () => {
+  const env = await joined({ duration: 10, playLagMs: INITIAL_START_LEAD_MS.fine });
+  const { engine, time, serverNow, player } = env;
+  engine.onWelcome(playback({ seq: 1, position: 9, duration: 10 }));
+  await time.advance(300);
+  engine.onPlayback(playback({ paused: false, position: 9, anchor: serverNow() + 200, seq: 2, duration: 10 }));
+  await time.advance(600);
+  player().position += 0.3; // its media clock ran ahead
+  const plays = player().calls.filter(([name]) => name === 'play').length;
+  await time.advance(480); // the player ends; the room is still ~120 ms short of the end
+  assert.equal(player().paused(), true);
+  assert.ok(engine.expectedPosition() < 10, `the room has not ended yet (${engine.expectedPosition()})`);
+  assert.equal(player().calls.filter(([name]) => name === 'play').length, plays, 'no play() on the ended element');
+  assert.ok(player().currentTime() >= 9.95, `waits at the end (${player().currentTime()})`);
+  assert.equal(engine.buffering, false, 'and it is not waiting for anything');
+  engine.destroy();
+});
+
+test('a play() interrupted by a pause is no error', async () => {
+  const env = await joined({ playLagMs: INITIAL_START_LEAD_MS.fine });
+  const { engine, time, serverNow, player } = env;
+  engine.onWelcome(playback({ seq: 1 }));
+  await time.advance(300);
+  player().abortPlay = true;
+  engine.onPlayback(playback({ paused: false, anchor: serverNow() + 100, seq: 2 }));
+  await time.advance(500);
+  assert.ok(player().calls.some(([name]) => name === 'play'));
+  assert.equal(engine.lastError, null);
+  engine.destroy();
+});
