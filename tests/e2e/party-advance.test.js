@@ -7,7 +7,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT_MS, createRoomViaLanding, formatSpread, launchBrowser, openRoomPage, serverMinusReal, spreadStats, startDelayProxy,
+  WAIT_MS, createRoomViaLanding, formatSpread, launchBrowser, openRoomPage, percentile, serverMinusReal, spreadStats, startDelayProxy,
   startSamplers, startServer, stateOf, stopSamplers, waitPlayingNear, waitState, waitUntilReal, withCleanup,
 } from './harness.js';
 
@@ -74,12 +74,24 @@ test('the queue advances to the next clip on every page together, and the end sh
     for (const [i, pageSamples] of samples.entries()) {
       const around = pageSamples.filter(([t]) => t > startReal - 300 && t < startReal + 800).filter((_, k) => k % 4 === 0);
       console.log(`# trace ${names[i]}: ${around.map(([t, pos]) => `${Math.round(t - startReal)}:${pos === null ? '-' : pos.toFixed(3)}`).join(' ')}`);
+      // Error against the room clock (ms) and the page's own drift estimate, every half second.
+      const expectedAt = (t) => started.position + (Math.max(0, t + offset - started.anchor) / 1000) * started.rate;
+      const every = pageSamples.filter(([t]) => t > startReal && t < startReal + WINDOW_MS).filter((_, k) => k % 33 === 0);
+      console.log(`# trace ${names[i]} error/drift: ${every.map(([t, pos, , , drift]) => `${Math.round(t - startReal)}:${pos === null ? '-' : ((pos - expectedAt(t)) * 1000).toFixed(0)}/${drift === null ? '-' : Number(drift).toFixed(0)}`).join(' ')}`);
       console.log(`# trace start: ${JSON.stringify(await pages[i].evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs }; }))}`);
     }
   }
   const holds = (await stateOf(host)).holdsSeen - soughtState.holdsSeen;
   console.log(`# advance: the first clip ended at its reported length ${first.duration.toFixed(3)} s; the next started ${Math.round(startReal - endReal)} ms later (seq ${sought.seq} → ${started.seq}; ${holds} hold(s) for pages still loading it)`);
   console.log(formatSpread(`after the advance (${names.join(', ')})`, stats, WINDOW_MS));
+  // Each page against the room clock over the window: which page a large spread comes from.
+  const expectedAt = (t) => started.position + (Math.max(0, t + offset - started.anchor) / 1000) * started.rate;
+  samples.forEach((pageSamples, i) => {
+    const errors = pageSamples.filter(([t, pos]) => t >= startReal && t <= startReal + WINDOW_MS && pos !== null).map(([t, pos]) => (pos - expectedAt(t)) * 1000);
+    const late = errors.slice(Math.floor(errors.length / 2)).map(Math.abs).sort((a, b) => a - b);
+    const mean = errors.reduce((sum, e) => sum + e, 0) / (errors.length || 1);
+    console.log(`#   ${names[i]}: error vs room clock mean ${mean.toFixed(1)} ms, max |error| ${Math.max(...errors.map(Math.abs)).toFixed(1)} ms, last 3 s p95 |error| ${percentile(late, 95).toFixed(1)} ms`);
+  });
   const lines = (await stateOf(shifted)).systemLines.map((l) => l.text);
   assert.ok(!lines.some((t) => /^Someone /.test(t)), `the room's own changes are not anyone's: ${lines.join(' | ')}`);
   // A page still loading the clip at the start (none held the room) stands ahead, paused, and
