@@ -2,6 +2,9 @@
 // While playing, the position at server time t is
 //   position + max(0, t - anchor) / 1000 * rate
 // so a future `anchor` means "start exactly then" for every member.
+// The room itself may change the clock (`by: null`): a hold for buffering members
+// (paused, `waiting_for` non-empty), its release (a scheduled start), the end of a video
+// (`ended`) and the learned `duration`; those come with a higher `seq` like any change.
 
 export const MIN_RATE = 0.25;
 export const MAX_RATE = 4;
@@ -40,7 +43,25 @@ export function parsePlayback(raw) {
     video = parseVideo(raw.video);
     if (!video) return null;
   }
-  return { video, paused, position, rate, anchor, seq };
+  // The watch-party fields; a server without them means "unknown length, not ended, no hold".
+  let duration = null;
+  if (raw.duration !== null && raw.duration !== undefined) {
+    if (!Number.isFinite(raw.duration) || raw.duration <= 0) return null;
+    duration = raw.duration;
+  }
+  if (raw.ended !== undefined && typeof raw.ended !== 'boolean') return null;
+  const ended = raw.ended === true;
+  let waitingFor = [];
+  if (raw.waiting_for !== undefined && raw.waiting_for !== null) {
+    if (!Array.isArray(raw.waiting_for) || !raw.waiting_for.every((id) => typeof id === 'string' && id)) return null;
+    waitingFor = [...raw.waiting_for];
+  }
+  return { video, paused, position, rate, anchor, seq, duration, ended, waiting_for: waitingFor };
+}
+
+/** Whether `playback` is a hold: the room paused itself until buffering members are ready. */
+export function isHold(playback) {
+  return !!playback && playback.paused && playback.waiting_for.length > 0;
 }
 
 /** Position (seconds) of `playback` at server time `serverMs`. */
@@ -52,6 +73,9 @@ export function positionAt(playback, serverMs) {
 export class PlaybackModel {
   constructor() {
     this.current = null;
+    this.previous = null;
+    /** Server time the current hold began (its first `anchor`), or null when not on hold. */
+    this.holdStartedAt = null;
   }
 
   /**
@@ -64,9 +88,29 @@ export class PlaybackModel {
     if (!playback) return 'invalid';
     if (!fresh && this.current && playback.seq < this.current.seq) return 'stale';
     const previous = this.current;
+    this.previous = previous;
     this.current = playback;
     this.videoChanged = !previous || !sameVideo(previous.video, playback.video);
+    this.trackHold(previous, playback, fresh);
     return 'applied';
+  }
+
+  /**
+   * Remembers when the current hold began. A paused clock's `anchor` is when its position
+   * was set, and the room re-pauses (new anchor) each time the list of members it waits for
+   * changes, so the hold's start is its first `anchor`, kept while the hold goes on.
+   */
+  trackHold(previous, playback, fresh) {
+    if (!isHold(playback)) {
+      this.holdStartedAt = null;
+    } else if (fresh || !isHold(previous) || !sameVideo(previous.video, playback.video) || this.holdStartedAt === null) {
+      this.holdStartedAt = playback.anchor;
+    }
+  }
+
+  /** True while the room is paused waiting for buffering members. */
+  get onHold() {
+    return isHold(this.current);
   }
 
   get video() {

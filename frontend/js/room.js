@@ -1,9 +1,11 @@
 // Room page: joins the room over the WebSocket, keeps the player in sync through
-// the SyncEngine, and renders controls, people and chat.
+// the SyncEngine, and renders controls, the queue, people and chat (with the page's own
+// system lines: who joined, who played or paused, holds, what plays now).
 
 import { getRoom, listMedia } from './api.js';
 import { $, h, setChildren, toast } from './dom.js';
 import { decodeForDisplay, formatBytes, formatChatTime, formatClock, formatDrift, formatRtt, syncQuality } from './format.js';
+import { classifyChange, describeChange, dropIndex, holdRemainingS, joinNames, parseQueue, queueLabel, videoLabel } from './party.js';
 import { createPlayer } from './players/index.js';
 import { isRoomId, roomPath } from './room-link.js';
 import { RoomSocket } from './room-socket.js';
@@ -16,14 +18,35 @@ const UI_REFRESH_MS = 100;
 const MAX_NAME_CHARS = 32;
 /** How many people to list by name in each group of the big-room summary. */
 const SUMMARY_NAMES = 12;
+/** System lines kept (they are not in the server's history, so a reconnect re-merges these). */
+const MAX_SYSTEM_LINES = 200;
+/** Seeks by the same person this close together make one line, not a scrolling list. */
+const MERGE_SEEKS_MS = 1000;
+/** A hold that ends this close to its timeout ended because of it (the server does not say why). */
+const TIMEOUT_SLACK_MS = 750;
+/**
+ * A hold gets lines in the chat only once it has lasted this long. Pages loading the next
+ * video hold nearly every start for a few hundred ms; two lines each time would be noise.
+ */
+const HOLD_LINE_AFTER_MS = 1000;
 
 const roomId = decodeForDisplay(location.pathname.split('/')[2] || '');
 
 const state = {
   me: null,
-  room: { id: roomId, name: '', control: 'host' },
+  room: { id: roomId, name: '', control: 'host', waitForBuffering: true, bufferingTimeoutS: 8 },
   roster: new Roster(),
+  queue: [], // what plays after the current video, front first (parsed `queue` items)
   chatIds: new Set(),
+  systemLines: [], // {at (server ms), text, kind, by, localAt, node}
+  holdTimeoutS: null, // the timeout in force when the current hold began
+  holdLine: null, // {timer, written}: the current hold's chat line, written once it lasts
+  holdsSeen: 0, // holds this page has seen begin (for the tests' figures)
+  optionsPending: null, // option values sent and not yet confirmed by a `room` (or refused)
+  queueFocus: null, // {id, action}: where keyboard focus goes after the queue re-renders
+  queueShown: null, // what the queue list was last rendered from, to re-render only on change
+  dragId: null, // the queue item being dragged
+  lastRequestKind: null, // 'control' | 'queue' | 'options' | 'transfer': words an error
   connection: 'connecting',
   seekDragging: false,
   muted: false,
@@ -132,23 +155,40 @@ function handleMessage(message) {
     case 'pong':
       engine.onPong(message);
       return;
-    case 'playback':
-      if (engine.onPlayback(message.playback) === 'applied') describeAction(message);
+    case 'playback': {
+      // What the change was is judged against the state before it, queue and hold included.
+      const before = { playback: engine.model.current, queue: state.queue, holdStartedAt: engine.model.holdStartedAt };
+      const by = typeof message.by === 'string' ? message.by : null;
+      if (engine.onPlayback(message.playback) === 'applied') onPlaybackChange(before, engine.model.current, by);
       renderControls();
-      return;
+      return renderStage();
+    }
+    case 'queue':
+      state.queue = parseQueue(message.items);
+      renderQueue();
+      return renderStage();
     case 'chat':
       addChat(message.message);
       return;
     case 'joined':
       state.roster.upsert(message.participant);
+      // Big rooms list nobody by name; a line per arrival there would drown the chat.
+      if (!state.roster.isBig && message.participant) addSystemLine(`${nameOf(message.participant.id) || 'Someone'} joined`, { kind: 'join' });
       return renderPeople();
-    case 'left':
+    case 'left': {
+      const name = nameOf(message.id);
       state.roster.remove(message.id);
+      if (!state.roster.isBig && name) addSystemLine(`${name} left`, { kind: 'leave' });
       return renderPeople();
-    case 'host':
+    }
+    case 'host': {
+      const before = state.roster.hostId;
       state.roster.setHost(message.host_id);
+      if (state.roster.hostId !== before) addSystemLine(hostLine(state.roster.hostId), { kind: 'host' });
       renderPeople();
+      renderQueue();
       return renderControls();
+    }
     case 'room':
       applyRoomInfo(message.room);
       return;
@@ -171,11 +211,18 @@ function onWelcome(message) {
   if (typeof message.resume_token === 'string') storage.setResumeToken(roomId, message.resume_token);
   applyRoomInfo(message.room);
   state.roster.reset(message.participants, message.host_id, message.big_room_threshold);
+  state.queue = parseQueue(message.queue);
+  state.optionsPending = null; // a new session: the welcome's room is the truth
   resetChat(message.chat);
+  engine.setSelf(state.me ? state.me.id : null);
   engine.onWelcome(message.playback);
   engine.onConnected();
+  // A hold under way when we arrived: its timeout is the room's current one.
+  state.holdTimeoutS = engine.model.onHold ? state.room.bufferingTimeoutS : null;
+  forgetHoldLine();
   hideBanner();
   renderPeople();
+  renderQueue();
   renderControls();
   renderStage();
 }
@@ -184,12 +231,98 @@ function applyRoomInfo(room) {
   if (!room || typeof room !== 'object') return;
   if (typeof room.name === 'string') state.room.name = room.name;
   if (room.control === 'host' || room.control === 'everyone') state.room.control = room.control;
+  if (typeof room.wait_for_buffering === 'boolean') state.room.waitForBuffering = room.wait_for_buffering;
+  if (Number.isFinite(room.buffering_timeout_s) && room.buffering_timeout_s > 0) state.room.bufferingTimeoutS = room.buffering_timeout_s;
+  const pending = state.optionsPending;
+  if (pending) {
+    // Each sent value is done with once the room shows it.
+    if (pending.wait_for_buffering === state.room.waitForBuffering) delete pending.wait_for_buffering;
+    if (pending.buffering_timeout_s === state.room.bufferingTimeoutS) delete pending.buffering_timeout_s;
+    if (Object.keys(pending).length === 0) state.optionsPending = null;
+  }
   renderRoomInfo();
+  renderQueue();
   renderControls();
+}
+
+/** Writes the system line and activity text for an applied playback change. */
+function onPlaybackChange(before, playback, by) {
+  const change = classifyChange(before.playback, playback, by);
+  if (change.kind === 'hold') {
+    state.holdTimeoutS = state.room.bufferingTimeoutS;
+    state.holdsSeen += 1;
+  }
+  let timedOut = false;
+  if (change.kind === 'release') {
+    // The room does not say why it resumed: at the timeout, or because the host just turned
+    // waiting off (its `room` came first), it stopped waiting; otherwise they were ready.
+    const timeoutS = state.holdTimeoutS ?? state.room.bufferingTimeoutS;
+    const now = engine.serverNow();
+    timedOut = !state.room.waitForBuffering
+      || (before.holdStartedAt !== null && now !== null && now >= before.holdStartedAt + timeoutS * 1000 - TIMEOUT_SLACK_MS);
+  }
+  if (!engine.model.onHold) {
+    state.holdTimeoutS = null;
+    if (change.kind !== 'release') forgetHoldLine(); // a person ended it: their line says so
+  }
+  const text = describeChange(change, playback, by, {
+    name: (id) => (state.me && id === state.me.id ? 'you' : nameOf(id) || 'someone'),
+    // The item that just left the queue is still in the queue we had: its title names it.
+    label: (video) => videoLabel(video, before.queue),
+    timedOut,
+  });
+  if (!text) return;
+  $('#activity').textContent = text;
+  const kind = ['hold', 'hold-change', 'release'].includes(change.kind) ? 'hold' : change.kind;
+  if (kind === 'hold' && !holdLineWritten(change.kind)) return;
+  const now = performance.now();
+  // One line per hold while it changes (someone else starts or stops buffering), and seeks
+  // by the same person in quick succession (dragging along the seek bar) make one line.
+  const merge = change.kind === 'hold-change'
+    ? (last) => last.change === 'hold' || last.change === 'hold-change'
+    : change.kind === 'seek' ? (last) => last.change === 'seek' && last.by === by && now - last.localAt < MERGE_SEEKS_MS : null;
+  addSystemLine(text, { kind, by, change: change.kind, merge });
+}
+
+/**
+ * Whether a hold's change gets its own line: a new hold starts a timer that writes it once it
+ * has lasted; changes and the release of a hold too short to be written stay out of the chat.
+ */
+function holdLineWritten(kind) {
+  const current = state.holdLine;
+  if (kind === 'hold') {
+    forgetHoldLine();
+    const line = { written: false, timer: null };
+    line.timer = setTimeout(() => {
+      line.timer = null;
+      const playback = engine.model.current;
+      if (state.holdLine !== line || !engine.model.onHold) return;
+      line.written = true;
+      addSystemLine(`Waiting for ${waitingNames(playback.waiting_for)}…`, { kind: 'hold', change: 'hold' });
+    }, HOLD_LINE_AFTER_MS);
+    state.holdLine = line;
+    return false;
+  }
+  const written = !!current && current.written;
+  if (kind === 'release') forgetHoldLine();
+  return written;
+}
+
+function forgetHoldLine() {
+  if (state.holdLine && state.holdLine.timer !== null) clearTimeout(state.holdLine.timer);
+  state.holdLine = null;
+}
+
+function hostLine(hostId) {
+  if (!hostId) return 'Nobody is the host now';
+  if (state.me && hostId === state.me.id) return 'You are now the host';
+  return `${nameOf(hostId) || 'Someone'} is now the host`;
 }
 
 const ERROR_TEXT = {
   not_host: 'Only the host can control playback in this room.',
+  queue_full: 'The queue is full. Remove something from it first.',
+  queue_empty: 'Nothing is queued to play next.',
   rate_limited: 'Slow down a little — too many actions at once.',
   chat_rate_limited: 'You are sending messages too fast. Wait a moment.',
   invalid_chat: 'Messages must be 1 to 500 characters.',
@@ -200,11 +333,24 @@ const ERROR_TEXT = {
   room_not_found: 'This room no longer exists.',
 };
 
+/** The same codes answer different requests: say it in terms of what was asked. */
+const ERROR_TEXT_FOR = {
+  queue: {
+    not_host: 'Only the host can change the queue in this room.',
+    not_found: 'That video is no longer in the queue.',
+  },
+  options: { not_host: 'Only the host can change how the room waits for viewers.' },
+  transfer: { not_host: 'Only the host can hand over the host role.' },
+};
+
 function onServerError(message) {
   state.lastErrorCode = typeof message.code === 'string' ? message.code : null;
-  const text = ERROR_TEXT[message.code] || (typeof message.message === 'string' ? message.message : 'Something went wrong.');
+  const specific = ERROR_TEXT_FOR[state.lastRequestKind] || {};
+  const text = specific[message.code] || ERROR_TEXT[message.code] || (typeof message.message === 'string' ? message.message : 'Something went wrong.');
   toast(text, 'error');
   if (message.code === 'invalid_name') storage.setName('');
+  state.optionsPending = null; // a refused option change shows the room's value again
+  renderControls();
 }
 
 function handleConnectionState(connectionState, detail) {
@@ -252,7 +398,38 @@ function sendControl(message) {
     toast('Only the host can control playback in this room.', 'error');
     return;
   }
+  state.lastRequestKind = 'control';
   socket.send(message);
+}
+
+/** Queue edits and `next` need the same right as playback controls. */
+function sendQueue(message) {
+  if (!canControl()) {
+    toast(queueLockedText() || 'You cannot change the queue right now.', 'error');
+    return false;
+  }
+  state.lastRequestKind = 'queue';
+  if (socket.send(message)) return true;
+  toast('Not connected — the queue was not changed.', 'error');
+  return false;
+}
+
+function sendOptions(options) {
+  if (!amHost()) {
+    toast('Only the host can change how the room waits for viewers.', 'error');
+    renderControls();
+    return;
+  }
+  state.lastRequestKind = 'options';
+  if (!socket.send({ type: 'set_options', ...options })) {
+    toast('Not connected — the option was not changed.', 'error');
+    renderControls();
+    return;
+  }
+  // Shown as chosen until the room's `room` broadcast confirms it (or an error refuses it),
+  // so a render in between does not flip the control back.
+  state.optionsPending = { ...state.optionsPending, ...options };
+  renderControls();
 }
 
 function togglePlay() {
@@ -307,6 +484,26 @@ function wireControls() {
     if (!amHost()) return;
     socket.send({ type: 'set_control', control: event.target.checked ? 'everyone' : 'host' });
   });
+  $('#wait-toggle').addEventListener('change', (event) => sendOptions({ wait_for_buffering: event.target.checked }));
+  $('#wait-timeout').addEventListener('change', (event) => {
+    const seconds = Number(event.target.value);
+    if (Number.isFinite(seconds)) sendOptions({ buffering_timeout_s: seconds });
+  });
+  $('#queue-form').addEventListener('submit', (event) => {
+    event.preventDefault();
+    const parsed = parseVideoInput($('#queue-input').value);
+    if (parsed.error) {
+      toast(parsed.error, 'error');
+      return;
+    }
+    if (sendQueue({ type: 'queue_add', video: parsed.video })) $('#queue-input').value = '';
+  });
+  $('#queue-library-select').addEventListener('change', (event) => {
+    const url = event.target.value;
+    event.target.value = '';
+    if (url) sendQueue({ type: 'queue_add', video: { kind: 'url', url } });
+  });
+  $('#next-button').addEventListener('click', () => sendQueue({ type: 'next' }));
   $('#autoplay-overlay').addEventListener('click', () => {
     // Runs inside the click handler: the gesture is what lets play() through.
     engine.resumeAfterGesture();
@@ -345,12 +542,13 @@ async function copyInvite() {
 
 async function fillLibrary() {
   const result = await listMedia();
-  if (!result.ok) return;
-  const select = $('#library-select');
-  for (const item of result.data) {
-    select.append(h('option', { value: item.url }, `${item.name}${item.size ? ` · ${formatBytes(item.size)}` : ''}`));
+  if (!result.ok || !Array.isArray(result.data)) return;
+  for (const select of [$('#library-select'), $('#queue-library-select')]) {
+    for (const item of result.data) {
+      select.append(h('option', { value: item.url }, `${item.name}${item.size ? ` · ${formatBytes(item.size)}` : ''}`));
+    }
+    select.hidden = result.data.length === 0;
   }
-  select.hidden = result.data.length === 0;
 }
 
 // ---------------------------------------------------------------------------
@@ -389,14 +587,9 @@ function nameOf(id) {
   return member ? member.name : null;
 }
 
-function describeAction({ playback, by }) {
-  const who = nameOf(by) || (by ? 'Someone' : 'The server');
-  const p = playback;
-  let text;
-  if (!p) return;
-  if (engine.model.videoChanged) text = `${who} loaded ${describeVideo(p.video)}`;
-  else text = `${who} ${p.paused ? 'paused' : 'played'} at ${formatClock(p.position)}${p.rate !== 1 ? ` (${p.rate}×)` : ''}`;
-  $('#activity').textContent = text;
+/** Names for ids a hold waits for: "you" for this page's own participant. */
+function waitingNames(ids) {
+  return joinNames(ids.map((id) => (state.me && id === state.me.id ? 'you' : nameOf(id) || 'someone')));
 }
 
 function renderControls() {
@@ -410,6 +603,18 @@ function renderControls() {
   toggle.checked = state.room.control === 'everyone';
   toggle.disabled = !amHost() || state.connection !== 'open';
   $('#control-mode-choice').hidden = !amHost();
+  // Holds are the host's call even where everyone controls playback (set_options is host only).
+  $('#hold-options').hidden = !amHost();
+  const pending = state.optionsPending || {};
+  const waiting = pending.wait_for_buffering ?? state.room.waitForBuffering;
+  const waitToggle = $('#wait-toggle');
+  waitToggle.checked = waiting;
+  waitToggle.disabled = !amHost() || state.connection !== 'open';
+  const timeout = $('#wait-timeout');
+  const seconds = String(pending.buffering_timeout_s ?? state.room.bufferingTimeoutS);
+  if (![...timeout.options].some((o) => o.value === seconds)) timeout.append(h('option', { value: seconds }, `${seconds} s`));
+  timeout.value = seconds;
+  timeout.disabled = waitToggle.disabled || !waiting;
 
   const host = state.roster.host;
   const note = $('#control-note');
@@ -427,6 +632,7 @@ function renderControls() {
     if (![...rateSelect.options].some((o) => o.value === value)) rateSelect.append(h('option', { value }, `${value}×`));
     rateSelect.value = value;
   }
+  renderQueue();
 }
 
 /** Everything that follows the playback clock, refreshed several times a second. */
@@ -443,6 +649,7 @@ function renderPlayback() {
   }
   seekBar.style.setProperty('--progress', Number.isFinite(duration) && duration > 0 ? `${(position / duration) * 100}%` : '0%');
   renderSync();
+  renderHoldCountdown();
 }
 
 function renderTime(position) {
@@ -464,7 +671,13 @@ function renderSync() {
   } else if (engine.autoplayBlocked) {
     text = 'Waiting for your click';
     quality = 'bad';
-  } else if (engine.player.buffering()) {
+  } else if (engine.model.onHold) {
+    text = `Paused for ${waitingNames(playback.waiting_for)}`;
+    quality = 'fair';
+  } else if (playback.ended) {
+    text = `Ended · rtt ${formatRtt(clock.rttMs)}`;
+    quality = 'good';
+  } else if (engine.player.buffering() || engine.buffering) {
     text = 'Buffering…';
     quality = 'fair';
   } else {
@@ -493,7 +706,164 @@ function renderStage() {
   message.textContent = text;
   message.hidden = !text;
   $('#autoplay-overlay').hidden = !engine.autoplayBlocked;
+  renderNotices(!text);
   renderControls();
+}
+
+/** The hold and end notices over the picture (`visible`: the picture is showing). */
+function renderNotices(visible) {
+  const playback = engine.model.current;
+  const hold = visible && !!playback && engine.model.onHold;
+  const holdNotice = $('#hold-notice');
+  holdNotice.hidden = !hold;
+  if (hold) {
+    $('#hold-text').textContent = `Waiting for ${waitingNames(playback.waiting_for)}…`;
+    renderHoldCountdown();
+  }
+  const ended = visible && !!playback && playback.ended && !hold;
+  $('#ended-notice').hidden = !ended;
+  if (ended) {
+    const next = state.queue[0];
+    let text = 'Nothing else is queued.';
+    if (next) text = `Up next: ${queueLabel(next)}${canControl() ? ' (press “Play next”)' : ''}`;
+    $('#ended-next').textContent = text;
+  }
+}
+
+function renderHoldCountdown() {
+  if ($('#hold-notice').hidden) return;
+  const timeoutS = state.holdTimeoutS ?? state.room.bufferingTimeoutS;
+  const left = holdRemainingS(engine.model.holdStartedAt, timeoutS, engine.serverNow());
+  let text = '';
+  if (left !== null) text = left > 0.5 ? `Playing on in ${Math.ceil(left)} s at the latest` : 'Playing on…';
+  const countdown = $('#hold-countdown');
+  if (countdown.textContent !== text) countdown.textContent = text;
+}
+
+// ---------------------------------------------------------------------------
+// Queue
+
+/** Why this person cannot change the queue, or '' when they can. */
+function queueLockedText() {
+  if (canControl()) return '';
+  if (!state.me || state.connection !== 'open') return 'Not connected: the queue cannot be changed right now.';
+  const host = state.roster.host;
+  return host ? `Only ${host.name}, the host, can change the queue in this room.` : 'Nobody controls this room right now, so the queue cannot be changed.';
+}
+
+function renderQueue() {
+  const allowed = canControl();
+  const items = state.queue;
+  $('#queue-count').textContent = String(items.length);
+  $('#queue-empty').hidden = items.length > 0;
+  $('#queue-note').textContent = queueLockedText();
+  $('#queue-panel').classList.toggle('disabled', !allowed);
+  for (const id of ['#queue-input', '#queue-add-button', '#queue-library-select']) $(id).disabled = !allowed;
+  $('#next-button').disabled = !allowed || items.length === 0;
+  // Rebuilt only when something shown changed: a rebuild in the middle of a drag would end it.
+  const shown = JSON.stringify([allowed, items]);
+  if (shown === state.queueShown) return;
+  state.queueShown = shown;
+  const list = $('#queue-list');
+  setChildren(list, items.map((item, index) => queueItemNode(item, index, items.length, allowed)));
+  restoreQueueFocus(list);
+}
+
+function queueItemNode(item, index, count, allowed) {
+  const label = queueLabel(item);
+  const button = (action, text, aria, disabled, onclick) => h('button', {
+    class: `button small ghost queue-${action}`,
+    type: 'button',
+    'aria-label': aria,
+    title: aria,
+    disabled: !allowed || disabled,
+    onclick: () => {
+      state.queueFocus = { id: item.id, action };
+      onclick();
+    },
+  }, text);
+  return h('li', {
+    class: 'queue-item',
+    draggable: allowed ? 'true' : 'false',
+    dataset: { id: String(item.id) },
+    ondragstart: (event) => onQueueDragStart(event, item),
+    ondragover: onQueueDragOver,
+    ondragleave: (event) => clearDropMarks(event.currentTarget),
+    ondrop: (event) => onQueueDrop(event, item),
+    ondragend: onQueueDragEnd,
+  },
+  h('span', { class: 'queue-pos', 'aria-hidden': 'true' }, String(index + 1)),
+  h('span', { class: 'queue-main' },
+    h('span', { class: 'queue-title', title: label }, label),
+    h('span', { class: 'queue-meta' }, `added by ${item.addedBy.name}`)),
+  h('span', { class: 'queue-actions' },
+    button('up', '↑', `Move ${label} up`, index === 0, () => sendQueue({ type: 'queue_move', item_id: item.id, index: index - 1 })),
+    button('down', '↓', `Move ${label} down`, index === count - 1, () => sendQueue({ type: 'queue_move', item_id: item.id, index: index + 1 })),
+    button('remove', '✕', `Remove ${label} from the queue`, false, () => sendQueue({ type: 'queue_remove', item_id: item.id }))));
+}
+
+/** Keyboard users keep their place: focus returns to the button they used, on the moved item. */
+function restoreQueueFocus(list) {
+  const wanted = state.queueFocus;
+  if (!wanted) return;
+  state.queueFocus = null;
+  const row = list.querySelector(`.queue-item[data-id="${wanted.id}"]`);
+  const candidates = row
+    ? [row.querySelector(`.queue-${wanted.action}`), row.querySelector('.queue-up'), row.querySelector('.queue-down')]
+    : [list.querySelector('.queue-remove'), $('#queue-input')]; // removed: the next one, or the input
+  const target = candidates.find((el) => el && !el.disabled);
+  if (target) target.focus();
+}
+
+function onQueueDragStart(event, item) {
+  if (!canControl()) {
+    event.preventDefault();
+    return;
+  }
+  state.dragId = item.id;
+  event.dataTransfer.effectAllowed = 'move';
+  event.dataTransfer.setData('text/plain', String(item.id));
+  event.currentTarget.classList.add('dragging');
+}
+
+/** Whether the pointer is over the lower half of `row`: drop after it rather than before. */
+function dropsAfter(event, row) {
+  const box = row.getBoundingClientRect();
+  return event.clientY > box.top + box.height / 2;
+}
+
+function onQueueDragOver(event) {
+  if (state.dragId === null) return;
+  event.preventDefault(); // allows the drop
+  event.dataTransfer.dropEffect = 'move';
+  const row = event.currentTarget;
+  const after = dropsAfter(event, row);
+  row.classList.toggle('drop-after', after);
+  row.classList.toggle('drop-before', !after);
+}
+
+function onQueueDrop(event, target) {
+  event.preventDefault();
+  const row = event.currentTarget;
+  const after = dropsAfter(event, row);
+  clearDropMarks(row);
+  const dragged = state.dragId;
+  state.dragId = null;
+  if (dragged === null) return;
+  const from = state.queue.findIndex((i) => i.id === dragged);
+  const index = dropIndex(from, state.queue.findIndex((i) => i.id === target.id), after);
+  // The list moves when the room's `queue` comes back, for everyone at once.
+  if (index !== null) sendQueue({ type: 'queue_move', item_id: dragged, index });
+}
+
+function onQueueDragEnd(event) {
+  state.dragId = null;
+  event.currentTarget.classList.remove('dragging');
+  for (const row of $('#queue-list').children) clearDropMarks(row);
+}
+
+function clearDropMarks(row) {
+  row.classList.remove('drop-before', 'drop-after');
 }
 
 function renderPeople() {
@@ -544,7 +914,14 @@ function personItem(member) {
         isHost ? h('span', { class: 'badge host-badge' }, 'host') : null),
       h('span', { class: 'person-status', dataset: { quality } }, status)),
     amHost() && !isMe && member.connected && state.connection === 'open'
-      ? h('button', { class: 'button small ghost make-host', type: 'button', onclick: () => socket.send({ type: 'transfer_host', to: member.id }) }, 'Make host')
+      ? h('button', {
+        class: 'button small ghost make-host',
+        type: 'button',
+        onclick: () => {
+          state.lastRequestKind = 'transfer';
+          socket.send({ type: 'transfer_host', to: member.id });
+        },
+      }, 'Make host')
       : null);
 }
 
@@ -565,8 +942,54 @@ function hueOf(id) {
 function resetChat(history) {
   state.chatIds.clear();
   setChildren($('#chat-log'));
-  for (const message of Array.isArray(history) ? history : []) addChat(message, { scroll: false });
+  // System lines are this page's own: merge them back in among the replayed history by time.
+  const messages = Array.isArray(history) ? history.filter((m) => m && typeof m === 'object') : [];
+  const lines = state.systemLines;
+  let i = 0;
+  for (const message of messages) {
+    const at = Number.isFinite(message.at) ? message.at : Infinity;
+    while (i < lines.length && lines[i].at <= at) appendSystemNode(lines[i++]);
+    addChat(message, { scroll: false });
+  }
+  while (i < lines.length) appendSystemNode(lines[i++]);
   scrollChat(true);
+}
+
+/**
+ * Adds a line of the page's own to the chat log (never sent to the server). With `merge`,
+ * the last line is rewritten instead when `merge(last)` holds and nothing came after it.
+ */
+function addSystemLine(text, { kind = 'info', by = null, change = null, merge = null } = {}) {
+  const now = performance.now();
+  const at = engine ? engine.serverNow() ?? lastLineAt() : lastLineAt();
+  const last = state.systemLines.at(-1);
+  const log = $('#chat-log');
+  if (merge && last && last.node && log.lastElementChild === last.node && merge(last)) {
+    Object.assign(last, { text, at, change, localAt: now });
+    last.node.querySelector('.chat-system-text').textContent = text;
+    return;
+  }
+  const line = { at, text, kind, by, change, localAt: now, node: null };
+  state.systemLines.push(line);
+  if (state.systemLines.length > MAX_SYSTEM_LINES) {
+    const dropped = state.systemLines.shift();
+    if (dropped.node) dropped.node.remove();
+  }
+  const nearBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
+  appendSystemNode(line);
+  scrollChat(nearBottom);
+}
+
+/** Without a clock estimate yet, a line sorts after everything shown so far. */
+function lastLineAt() {
+  return state.systemLines.length ? state.systemLines.at(-1).at : 0;
+}
+
+function appendSystemNode(line) {
+  line.node = h('li', { class: 'chat-system', dataset: { kind: line.kind } },
+    h('span', { class: 'chat-system-text' }, line.text),
+    h('time', { class: 'chat-time' }, formatChatTime(line.at)));
+  $('#chat-log').append(line.node);
 }
 
 function addChat(message, { scroll = true } = {}) {
@@ -622,6 +1045,14 @@ function exposeTestHook() {
       participants: copy(state.roster.list()),
       count: state.roster.count,
       chat: state.chatIds.size,
+      queue: copy(state.queue),
+      room: copy(state.room),
+      onHold: engine.model.onHold,
+      holdsSeen: state.holdsSeen,
+      holdStartedAt: engine.model.holdStartedAt,
+      buffering: engine.buffering,
+      inStep: engine.inStep,
+      systemLines: state.systemLines.map((line) => ({ text: line.text, kind: line.kind })),
     }),
   });
 }

@@ -1,12 +1,13 @@
 // Makes a local player follow the room's authoritative playback.
 //
 // The engine only ever *reads* the room state and drives the player; it sends
-// nothing but `ping` and `status`. User actions (play, seek, ...) are sent by the UI
-// controls, never derived from player events, so a change the engine applies can
-// never be echoed back to the server as if a person made it.
+// nothing but `ping`, `status` and `media_info` (what the player learned about the
+// video's length). User actions (play, seek, ...) are sent by the UI controls, never
+// derived from player events, so a change the engine applies can never be echoed back
+// to the server as if a person made it.
 
 import { ClockSync, pingDelayMs } from './clock.js';
-import { PlaybackModel, sameVideo } from './playback-model.js';
+import { PlaybackModel, isHold, sameVideo } from './playback-model.js';
 import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from './correction.js';
 
 export const TICK_MS = 250;
@@ -29,6 +30,19 @@ export const PRESTART_TOLERANCE_MS = 15;
 export const PRESTART_MARGIN_MS = 60;
 /** Seeks allowed before one start; after that it plays and the rate controller takes over. */
 export const MAX_PRESTART_SEEKS = 3;
+/**
+ * The player must be unable to play for this long before the page says it is buffering.
+ * A buffering member puts the whole room on hold, so a seek that lands in a few tens of ms
+ * or a decoder hiccup must not pause everyone; real waits for data last far longer.
+ * Loading a video is said at once: it always takes a while, and a start scheduled for a
+ * new video (the queue's next) should wait for everyone rather than leave some behind.
+ */
+export const BUFFERING_DEBOUNCE_MS = 250;
+/** Buffering flips reported at once, at most this many in a burst, refilled per second below. */
+export const FLIP_REPORT_BURST = 4;
+export const FLIP_REPORTS_PER_S = 2;
+/** After the end, a player this close to the room's final position is left where it stands. */
+export const ENDED_TOLERANCE_MS = 500;
 
 export class SyncEngine {
   /**
@@ -65,7 +79,17 @@ export class SyncEngine {
     this.connected = false;
     this.everConnected = false;
     this.pingsSent = 0;
-    this.timers = { ping: null, status: null, tick: null, start: null };
+    this.timers = { ping: null, status: null, tick: null, start: null, buffering: null };
+    this.selfId = null; // this participant's id: a hold that waits for it keeps it reporting
+    // Whether this page takes part in the current playback as it was scheduled, and so may
+    // hold the room when it buffers. A page arriving in a running room (join, reload,
+    // reconnect) is not, until it plays in step: catching up must not pause everyone.
+    this.inStep = false;
+    this.unableSince = null; // when the player last became unable to play (for the debounce)
+    this.buffering = false; // the flag as last reported
+    this.flipTokens = FLIP_REPORT_BURST;
+    this.flipTokensAt = now();
+    this.durationReportedFor = null; // the player whose duration went out as media_info
   }
 
   // ---- connection lifecycle -------------------------------------------------
@@ -77,6 +101,7 @@ export class SyncEngine {
     this.everConnected = true;
     this.connected = true;
     this.pingsSent = 0;
+    this.durationReportedFor = null; // the room may not have it (a restarted server): report again
     this.schedulePing(0);
     this.restartTimer('status', STATUS_INTERVAL_MS, () => this.reportStatus(), true);
     this.restartTimer('tick', TICK_MS, () => this.tick(), true);
@@ -104,6 +129,11 @@ export class SyncEngine {
     return sample;
   }
 
+  /** This participant's id, from `welcome`: a hold waiting for it is this page's to end. */
+  setSelf(id) {
+    this.selfId = typeof id === 'string' ? id : null;
+  }
+
   /** `welcome` starts a fresh session: any seq is accepted. */
   onWelcome(playback) {
     return this.onPlayback(playback, { fresh: true });
@@ -113,11 +143,20 @@ export class SyncEngine {
     const result = this.model.apply(playback, { fresh });
     if (result === 'applied') {
       this.prestartSeeks = 0;
+      const current = this.model.current;
       // How long before its start time the update arrived (negative: after it). For diagnostics.
       const serverMs = this.serverNow();
-      this.arrivalLeadMs = serverMs === null ? null : this.model.current.anchor - serverMs;
+      this.arrivalLeadMs = serverMs === null ? null : current.anchor - serverMs;
+      if (current.paused || (this.arrivalLeadMs !== null && this.arrivalLeadMs > 0)) {
+        // Paused, or a start announced ahead of time: everyone gets ready for it together.
+        this.inStep = true;
+      } else if (fresh) {
+        // Joined (or came back) while the room runs: catch up first.
+        this.inStep = false;
+      }
       this.controller.reset();
       this.tick();
+      this.checkBuffering();
       this.onChange(this);
     }
     return result;
@@ -145,6 +184,13 @@ export class SyncEngine {
       this.switchVideo(playback.video);
       return;
     }
+    this.checkBuffering();
+    this.reportDuration();
+    if (this.busy && this.playerReady && playback.paused && !this.player.paused()) {
+      // A pause or a hold must not wait for a seek in flight: one seeking into data that has
+      // not arrived can take seconds, and the player would run on meanwhile once it lands.
+      this.player.pause();
+    }
     if (!this.player || !this.playerReady || this.busy || !this.clock.synced) return;
 
     const serverMs = this.serverNow();
@@ -153,7 +199,18 @@ export class SyncEngine {
     const driftMs = (actual - expected) * 1000;
     this.lastDriftMs = driftMs;
 
+    if (playback.ended) {
+      // The room stopped at the end: sit on the last frame. Players disagree by a few ms on
+      // a video's length, so nothing is corrected unless this one is somewhere else entirely.
+      this.startCheck = null;
+      if (!this.player.paused()) this.player.pause();
+      this.controller.reset();
+      this.lastDriftMs = 0;
+      if (Math.abs(driftMs) > ENDED_TOLERANCE_MS) this.seekTo(() => expected, { measure: false });
+      return;
+    }
     if (playback.paused) {
+      // A pause, or a hold for buffering members: both stand still at the room's position.
       this.holdAt(expected, playback.rate, driftMs);
       return;
     }
@@ -169,8 +226,7 @@ export class SyncEngine {
       this.restartTimer('start', delay, () => this.tick());
       return;
     }
-    const duration = this.player.duration();
-    if (Number.isFinite(duration) && expected >= duration - 0.05) {
+    if (this.atMediaEnd(expected)) {
       // The room has run past the end: sit on the last frame like everyone else.
       if (!this.player.paused()) this.player.pause();
       this.lastDriftMs = 0;
@@ -181,6 +237,7 @@ export class SyncEngine {
       return;
     }
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
+    this.inStep = true; // playing along now, so from here on its buffering may hold the room
     if (this.startCheck !== null) {
       // Leave a fresh start alone until it has settled, then learn how late (or early) it was.
       if (this.now() < this.startCheck.at) return;
@@ -244,6 +301,16 @@ export class SyncEngine {
    * `missMs` after settling, the latency was L = max(0, before) + (d0 - miss) / rate:
    * a late call (message arrived late, busy machine) is not held against the player.
    */
+  /** Whether the room is at the end of the media, or this player just reached it. */
+  atMediaEnd(expected) {
+    const duration = this.player.duration();
+    if (!Number.isFinite(duration) || expected === null) return false;
+    if (expected >= duration - 0.05) return true;
+    // A media clock running a little fast ends a moment before the room does. play() on an
+    // ended element would start it over from 0, so it waits at the end for the room instead.
+    return this.player.currentTime() >= duration - 0.05 && expected >= duration - ENDED_TOLERANCE_MS / 1000;
+  }
+
   learnStartLead(missMs) {
     this.startCheck = null;
     const start = this.lastStart;
@@ -276,7 +343,8 @@ export class SyncEngine {
         if (error && error.name === 'NotAllowedError') {
           this.autoplayBlocked = true;
           this.onChange(this);
-        } else {
+        } else if (!(error && error.name === 'AbortError')) {
+          // (AbortError: a pause, seek or new source came first, as the room asked: no fault.)
           this.lastError = String(error && error.message || error);
         }
       },
@@ -323,12 +391,18 @@ export class SyncEngine {
     this.lastError = null;
     this.controller.reset();
     if (!video) {
+      this.checkBuffering();
       this.onChange(this);
       return;
     }
     const player = this.createPlayer(video);
     if (!player) return;
     this.player = player;
+    // Players say when they may have started or stopped waiting for data.
+    player.onBufferingChange = () => {
+      if (this.player === player) this.checkBuffering();
+    };
+    this.checkBuffering();
     const kindChanged = !this.controller || this.controller.tuning.fineRate !== player.fineRate;
     if (kindChanged) {
       // Learned latencies carry over between videos of the same kind of player.
@@ -353,18 +427,90 @@ export class SyncEngine {
 
   // ---- reporting ------------------------------------------------------------
 
+  /**
+   * Whether the player cannot play where the room wants it right now: loading the video,
+   * stalled while playing, or paused without data at a position the room is about to play
+   * from (a scheduled start) or is holding for this page.
+   */
+  unableToPlay() {
+    const player = this.player;
+    const playback = this.model.current;
+    if (!player || !playback || !playback.video) return false;
+    // A video that failed to load never will: that is an error shown to the person, not a wait.
+    if (!this.playerReady) return this.lastError === null;
+    if (playback.ended) return false;
+    // At the end there is nothing left to wait for (the room ends or advances by itself).
+    if (this.atMediaEnd(this.expectedPosition())) return false;
+    // Standing still for a pause or for someone else's hold, a seek that still waits for data
+    // keeps nobody waiting: it is judged when the room moves again.
+    const wanted = !playback.paused || (isHold(playback) && this.selfId !== null && playback.waiting_for.includes(this.selfId));
+    if (!wanted) return false;
+    return player.buffering() || (typeof player.canPlay === 'function' && !player.canPlay());
+  }
+
+  /** Whether this page says it is buffering: unable to play for a while, and in step with the room. */
+  bufferingNow() {
+    if (!this.inStep || this.unableSince === null) return false;
+    if (this.player && !this.playerReady) return true; // loading the video
+    return this.now() - this.unableSince >= BUFFERING_DEBOUNCE_MS;
+  }
+
+  /** Re-evaluates the buffering flag; a flip is reported at once (the room may hold or resume). */
+  checkBuffering() {
+    if (this.unableToPlay()) {
+      if (this.unableSince === null) {
+        this.unableSince = this.now();
+        this.restartTimer('buffering', BUFFERING_DEBOUNCE_MS, () => this.checkBuffering());
+      }
+    } else {
+      this.unableSince = null;
+      this.stopTimer('buffering');
+    }
+    const flag = this.bufferingNow();
+    if (flag === this.buffering) return;
+    this.buffering = flag;
+    this.onChange(this);
+    if (this.takeFlipToken()) this.reportStatus();
+    // Otherwise the next regular status carries it.
+  }
+
+  takeFlipToken() {
+    const now = this.now();
+    this.flipTokens = Math.min(FLIP_REPORT_BURST, this.flipTokens + ((now - this.flipTokensAt) / 1000) * FLIP_REPORTS_PER_S);
+    this.flipTokensAt = now;
+    if (this.flipTokens < 1) return false;
+    this.flipTokens -= 1;
+    return true;
+  }
+
   status() {
     return {
       type: 'status',
       rtt_ms: this.clock.rttMs === null ? 0 : round1(this.clock.rttMs),
       drift_ms: this.lastDriftMs === null ? 0 : round1(this.lastDriftMs),
-      buffering: !!(this.player && (this.player.buffering() || !this.playerReady)),
+      buffering: this.buffering,
     };
   }
 
   reportStatus() {
     if (!this.connected || !this.clock.synced) return;
     this.send(this.status());
+  }
+
+  /**
+   * Tells the room the current video's length once per video, as soon as this player knows
+   * it and the room does not: the room needs it to know when the video ends.
+   */
+  reportDuration() {
+    const playback = this.model.current;
+    const player = this.player;
+    if (!this.connected || !playback || !playback.video || playback.duration !== null) return;
+    if (!player || !this.playerReady || this.durationReportedFor === player) return;
+    if (!sameVideo(this.playerVideo, playback.video)) return;
+    const duration = player.duration();
+    if (!Number.isFinite(duration) || duration <= 0) return;
+    const sent = this.send({ type: 'media_info', seq: playback.seq, duration: Math.round(duration * 1000) / 1000 });
+    if (sent !== false) this.durationReportedFor = player;
   }
 
   // ---- timers ---------------------------------------------------------------

@@ -146,10 +146,12 @@ function shiftClocks(shiftMs) {
  * Opens `url` in a fresh browser context (own storage: a different person),
  * answers the name prompt and waits until joined.
  */
-export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true, rememberedName = null } = {}) {
+export async function openRoomPage(browser, url, name, { clockShiftMs = 0, join = true, rememberedName = null, setupContext = null } = {}) {
   const context = await browser.newContext({ viewport: { width: 1200, height: 800 } });
   await context.addInitScript(installSampler);
   if (clockShiftMs) await context.addInitScript(shiftClocks, clockShiftMs);
+  // Before the page loads anything: e.g. routes that shape its media requests.
+  if (setupContext) await setupContext(context);
   // A name remembered from an earlier visit: the page joins without any click.
   if (rememberedName) await context.addInitScript((n) => localStorage.setItem('wt:name', n), rememberedName);
   const page = await context.newPage();
@@ -379,4 +381,39 @@ export function percentile(sorted, p) {
   if (sorted.length === 0) return NaN;
   const rank = Math.min(sorted.length - 1, Math.max(0, Math.ceil((p / 100) * sorted.length) - 1));
   return sorted[rank];
+}
+
+/**
+ * Inter-page spread over [fromReal, fromReal + windowMs]: percentiles over the whole window
+ * and over its second half (settled), and how far each page's media advanced (s), which
+ * shows that every page was playing through it.
+ */
+export function spreadStats(samplesByPage, fromReal, windowMs, gridMs = 10) {
+  const all = spreads(samplesByPage, fromReal, fromReal + windowMs, gridMs);
+  const settled = spreads(samplesByPage, fromReal + windowMs / 2, fromReal + windowMs, gridMs);
+  const advanced = samplesByPage.map((samples) => {
+    const cursor = { value: 0 };
+    const from = interpolatePosition(samples, fromReal + 50, cursor);
+    const to = interpolatePosition(samples, fromReal + windowMs, cursor);
+    return from === null || to === null ? NaN : Number((to - from + 0.05).toFixed(3));
+  });
+  const summary = (sorted) => ({ p50: percentile(sorted, 50), p95: percentile(sorted, 95), max: sorted.at(-1) ?? NaN });
+  return { points: all.length, ...summary(all), settled: summary(settled), advanced };
+}
+
+/** One line of figures for spreadStats' result. */
+export function formatSpread(label, stats, windowMs) {
+  const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
+  return `# ${label}: inter-page spread over ${windowMs / 1000} s (${stats.points} points): p50 ${f(stats.p50)} ms, p95 ${f(stats.p95)} ms, max ${f(stats.max)} ms; `
+    + `last ${windowMs / 2000} s: p50 ${f(stats.settled.p50)} ms, p95 ${f(stats.settled.p95)} ms, max ${f(stats.settled.max)} ms; advanced ${stats.advanced.join(' / ')} s`;
+}
+
+/** Server ms minus real epoch ms, measured on an unshifted, directly connected page. */
+export function serverMinusReal(page) {
+  return page.evaluate(() => window.__wt.serverNow() - window.__sampler.realEpochMs());
+}
+
+/** Waits until real time (the machine's clock, as the samplers see it) has passed `untilReal`. */
+export async function waitUntilReal(page, untilReal, timeout = WAIT_MS) {
+  await waitInPage(page, (until) => window.__sampler.realEpochMs() >= until, untilReal, { timeout, interval: 100 });
 }

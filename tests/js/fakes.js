@@ -45,7 +45,9 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0 } = {}) {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false } = {}) {
+    this.loadMs = loadMs; // how long load() takes
+    this.loadFails = loadFails;
     this.clockError = clockError; // the media clock runs this fraction fast (e.g. 0.002)
     this.time = time;
     this.fineRate = fineRate;
@@ -62,19 +64,39 @@ export class FakePlayer {
     this.calls = [];
     this.destroyed = false;
     this.loaded = null;
+    this.hasData = true; // whether it could play from where it stands (canPlay)
+    this.onBufferingChange = null; // set by the engine, like the real players'
+  }
+  /** Simulates the element running out of data (or getting it back) while playing. */
+  setBuffering(flag) {
+    this.advanceMedia();
+    this.isBuffering = flag;
+    this.hasData = !flag;
+    if (this.onBufferingChange) this.onBufferingChange();
+  }
+  /** Simulates data arriving for (or missing at) the current position, paused or not. */
+  setHasData(flag) {
+    this.hasData = flag;
+    if (this.onBufferingChange) this.onBufferingChange();
+  }
+  canPlay() {
+    return this.hasData;
   }
   advanceMedia() {
     const now = this.time.now();
     if (!this.isPaused && !this.isBuffering) {
       const from = Math.max(this.lastUpdate, this.movingFrom ?? this.lastUpdate);
       if (now > from) this.position = Math.min(this.durationS, this.position + ((now - from) / 1000) * this.rate * (1 + this.clockError));
+      if (this.position >= this.durationS) this.isPaused = true; // an element that ends pauses
     }
     this.lastUpdate = now;
   }
   load(video) {
     this.calls.push(['load', video]);
     this.loaded = video;
-    return Promise.resolve();
+    if (this.loadFails) return Promise.reject(new Error('format not supported or file not found'));
+    if (!this.loadMs) return Promise.resolve();
+    return new Promise((resolve) => this.time.setTimer(resolve, this.loadMs));
   }
   currentTime() {
     this.advanceMedia();
@@ -91,6 +113,11 @@ export class FakePlayer {
   }
   play() {
     this.calls.push(['play']);
+    if (this.abortPlay) {
+      const error = new Error('The play() request was interrupted by a call to pause()');
+      error.name = 'AbortError';
+      return Promise.reject(error);
+    }
     if (this.blockAutoplay) {
       const error = new Error('play() failed because the user did not interact');
       error.name = 'NotAllowedError';
@@ -124,5 +151,42 @@ export class FakePlayer {
   }
   destroy() {
     this.destroyed = true;
+    this.onBufferingChange = null;
   }
+}
+
+export const SERVER_OFFSET = 1_700_000_000_000 + 7_345; // the page's clock is far from the server's
+export const ONE_WAY_MS = 15;
+
+/**
+ * Wires a SyncEngine (imported by the caller) to a simulated server that answers pings
+ * after ONE_WAY_MS each way, with FakePlayers built on virtual time.
+ */
+export function setupEngine(SyncEngine, playerOptions = {}) {
+  const time = new VirtualTime();
+  const serverNow = () => time.now() + SERVER_OFFSET;
+  const sent = [];
+  const players = [];
+  let engine;
+  const send = (msg) => {
+    sent.push(msg);
+    if (msg.type === 'ping') {
+      time.setTimer(() => {
+        const t1 = serverNow();
+        time.setTimer(() => engine.onPong({ type: 'pong', t0: msg.t0, t1, t2: t1 }), ONE_WAY_MS);
+      }, ONE_WAY_MS);
+    }
+  };
+  engine = new SyncEngine({
+    send,
+    now: time.now,
+    setTimer: time.setTimer,
+    clearTimer: time.clearTimer,
+    createPlayer: () => {
+      const player = new FakePlayer(time, playerOptions);
+      players.push(player);
+      return player;
+    },
+  });
+  return { time, serverNow, sent, players, engine, player: () => players.at(-1) };
 }

@@ -3,7 +3,8 @@ import assert from 'node:assert/strict';
 import { PlaybackModel, parsePlayback, parseVideo, positionAt, sameVideo } from '../../frontend/js/playback-model.js';
 
 const video = { kind: 'url', url: '/media/clip-a-60s.mp4' };
-const base = { video, paused: false, position: 10, rate: 1, anchor: 1_000_000, seq: 3 };
+// As the server sends it (the watch-party fields at their usual values).
+const base = { video, paused: false, position: 10, rate: 1, anchor: 1_000_000, seq: 3, duration: null, ended: false, waiting_for: [] };
 
 test('position follows the contract formula', () => {
   assert.equal(positionAt(base, 1_000_000), 10);

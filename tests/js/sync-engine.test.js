@@ -139,7 +139,9 @@ test('stale and malformed updates do not move the player', async () => {
   engine.destroy();
 });
 
-test('the engine never sends anything but ping and status', async () => {
+// media_info (the video's length, once per video) joined ping and status with the watch
+// party; what matters is that no control message is ever derived from the player.
+test('the engine never sends anything but ping, status and media_info', async () => {
   const { time, serverNow, engine, sent } = setup({ playLagMs: 60, seekMs: 50 });
   engine.onConnected();
   await time.advance(800);
@@ -152,7 +154,7 @@ test('the engine never sends anything but ping and status', async () => {
   engine.onPlayback(playback({ video: OTHER, paused: true, position: 0, seq: 5 }));
   await time.advance(2000);
   const types = new Set(sent.map((m) => m.type));
-  assert.deepEqual([...types].sort(), ['ping', 'status']);
+  assert.deepEqual([...types].sort(), ['media_info', 'ping', 'status']);
   engine.destroy();
 });
 

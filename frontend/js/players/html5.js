@@ -14,10 +14,23 @@ export class Html5Player {
     this.video.preload = 'auto';
     this.video.setAttribute('playsinline', '');
     this.waiting = false;
-    this.onWaiting = () => { this.waiting = true; };
-    this.onFlowing = () => { this.waiting = false; };
+    /** Set by the sync engine: called whenever the element may have started or stopped waiting for data. */
+    this.onBufferingChange = null;
+    const changed = () => {
+      if (this.onBufferingChange) this.onBufferingChange();
+    };
+    this.onWaiting = () => {
+      this.waiting = true;
+      changed();
+    };
+    this.onFlowing = () => {
+      this.waiting = false;
+      changed();
+    };
     this.video.addEventListener('waiting', this.onWaiting);
     for (const name of ['playing', 'canplay', 'seeked', 'pause']) this.video.addEventListener(name, this.onFlowing);
+    // These change readyState or seeking without saying whether data flows.
+    for (const name of ['seeking', 'canplaythrough', 'loadeddata', 'stalled', 'emptied', 'play']) this.video.addEventListener(name, changed);
     container.append(this.video);
   }
 
@@ -61,6 +74,11 @@ export class Html5Player {
     return !this.video.paused && (this.waiting || this.video.readyState < 3);
   }
 
+  /** Whether the element has data to play from where it stands (paused or not). */
+  canPlay() {
+    return !this.video.seeking && this.video.readyState >= 3;
+  }
+
   play() {
     return this.video.play();
   }
@@ -93,6 +111,7 @@ export class Html5Player {
   }
 
   destroy() {
+    this.onBufferingChange = null;
     const el = this.video;
     el.pause();
     el.removeAttribute('src');

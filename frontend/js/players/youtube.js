@@ -54,6 +54,8 @@ export class YouTubePlayer {
     this.state = STATE.UNSTARTED;
     this.stateWaiters = [];
     this.rate = 1;
+    /** Set by the sync engine: called whenever the player may have started or stopped waiting for data. */
+    this.onBufferingChange = null;
   }
 
   async load(video) {
@@ -78,6 +80,7 @@ export class YouTubePlayer {
     const waiting = this.stateWaiters;
     this.stateWaiters = [];
     for (const waiter of waiting) if (!waiter(state)) this.stateWaiters.push(waiter);
+    if (this.onBufferingChange) this.onBufferingChange();
   }
 
   currentTime() {
@@ -95,6 +98,11 @@ export class YouTubePlayer {
 
   buffering() {
     return this.state === STATE.BUFFERING;
+  }
+
+  /** YouTube reports BUFFERING whether paused or not (a seek while paused fetches too). */
+  canPlay() {
+    return this.state !== STATE.BUFFERING;
   }
 
   /** Resolves once playing; rejects as NotAllowedError if the browser keeps it from starting. */
@@ -153,6 +161,7 @@ export class YouTubePlayer {
   }
 
   destroy() {
+    this.onBufferingChange = null;
     try {
       if (this.player) this.player.destroy();
     } catch {
