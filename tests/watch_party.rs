@@ -111,8 +111,22 @@ async fn the_reported_duration_advances_the_queue_then_ends_the_room() {
     ann.expect("queue").await;
     ann.send(json!({"type": "play", "position": 0})).await;
     let p = playback_after(&mut bob, 0).await;
-    // Bob's player learned the length: a very short clip.
+    // Bob's player learned the length: a very short clip. Bob has no control, so his word
+    // alone does not end the video for the room; the host's page agrees.
+    let before = ann.seen.len();
     bob.send(json!({"type": "media_info", "seq": p["seq"], "duration": 0.3}))
+        .await;
+    // The room handles Bob's messages in order: once his chat is out, the report was seen.
+    bob.send(json!({"type": "chat", "text": "that was quick"}))
+        .await;
+    ann.expect("chat").await;
+    assert!(
+        !ann.seen[before..]
+            .iter()
+            .any(|m| m["type"] == "playback" && !m["playback"]["duration"].is_null()),
+        "one viewer's report changed nothing"
+    );
+    ann.send(json!({"type": "media_info", "seq": p["seq"], "duration": 0.3}))
         .await;
     let with_duration = playback_after(&mut ann, p["seq"].as_u64().unwrap()).await;
     assert_eq!(with_duration["duration"], 0.3);

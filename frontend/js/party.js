@@ -112,10 +112,10 @@ function changeLine(change, next, by, ctx) {
   }
 }
 
-/** Seconds left before a hold gives up on whoever it waits for (never negative). */
-export function holdRemainingS(holdStartedAt, timeoutS, serverNow) {
-  if (!Number.isFinite(holdStartedAt) || !Number.isFinite(timeoutS) || !Number.isFinite(serverNow)) return null;
-  return Math.max(0, (holdStartedAt + timeoutS * 1000 - serverNow) / 1000);
+/** Seconds left before a hold ending at server time `holdUntil` gives up on whoever it waits for (never negative). */
+export function holdRemainingS(holdUntil, serverNow) {
+  if (!Number.isFinite(holdUntil) || !Number.isFinite(serverNow)) return null;
+  return Math.max(0, (holdUntil - serverNow) / 1000);
 }
 
 /** The server's queue items, cleaned; anything malformed is left out rather than shown half. */

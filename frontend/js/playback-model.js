@@ -56,7 +56,12 @@ export function parsePlayback(raw) {
     if (!Array.isArray(raw.waiting_for) || !raw.waiting_for.every((id) => typeof id === 'string' && id)) return null;
     waitingFor = [...raw.waiting_for];
   }
-  return { video, paused, position, rate, anchor, seq, duration, ended, waiting_for: waitingFor };
+  let holdUntil = null;
+  if (raw.hold_until !== undefined && raw.hold_until !== null) {
+    if (!Number.isFinite(raw.hold_until)) return null;
+    holdUntil = raw.hold_until;
+  }
+  return { video, paused, position, rate, anchor, seq, duration, ended, waiting_for: waitingFor, hold_until: holdUntil };
 }
 
 /** Whether `playback` is a hold: the room paused itself until buffering members are ready. */
@@ -106,6 +111,17 @@ export class PlaybackModel {
     } else if (fresh || !isHold(previous) || !sameVideo(previous.video, playback.video) || this.holdStartedAt === null) {
       this.holdStartedAt = playback.anchor;
     }
+  }
+
+  /**
+   * Server time at which the current hold plays on at the latest: the room says so
+   * (`hold_until`); a server that does not is assumed to count `timeoutS` from the hold's start.
+   */
+  holdDeadline(timeoutS) {
+    if (!isHold(this.current)) return null;
+    if (this.current.hold_until !== null) return this.current.hold_until;
+    if (this.holdStartedAt === null || !Number.isFinite(timeoutS)) return null;
+    return this.holdStartedAt + timeoutS * 1000;
   }
 
   /** True while the room is paused waiting for buffering members. */

@@ -157,7 +157,7 @@ function handleMessage(message) {
       return;
     case 'playback': {
       // What the change was is judged against the state before it, queue and hold included.
-      const before = { playback: engine.model.current, queue: state.queue, holdStartedAt: engine.model.holdStartedAt };
+      const before = { playback: engine.model.current, queue: state.queue, holdDeadline: engine.model.holdDeadline(state.holdTimeoutS ?? state.room.bufferingTimeoutS) };
       const by = typeof message.by === 'string' ? message.by : null;
       if (engine.onPlayback(message.playback) === 'applied') onPlaybackChange(before, engine.model.current, by);
       renderControls();
@@ -254,12 +254,11 @@ function onPlaybackChange(before, playback, by) {
   }
   let timedOut = false;
   if (change.kind === 'release') {
-    // The room does not say why it resumed: at the timeout, or because the host just turned
-    // waiting off (its `room` came first), it stopped waiting; otherwise they were ready.
-    const timeoutS = state.holdTimeoutS ?? state.room.bufferingTimeoutS;
+    // The room does not say why it resumed: at the hold's deadline, or because the host just
+    // turned waiting off (its `room` came first), it stopped waiting; otherwise they were ready.
     const now = engine.serverNow();
     timedOut = !state.room.waitForBuffering
-      || (before.holdStartedAt !== null && now !== null && now >= before.holdStartedAt + timeoutS * 1000 - TIMEOUT_SLACK_MS);
+      || (before.holdDeadline !== null && now !== null && now >= before.holdDeadline - TIMEOUT_SLACK_MS);
   }
   if (!engine.model.onHold) {
     state.holdTimeoutS = null;
@@ -733,7 +732,7 @@ function renderNotices(visible) {
 function renderHoldCountdown() {
   if ($('#hold-notice').hidden) return;
   const timeoutS = state.holdTimeoutS ?? state.room.bufferingTimeoutS;
-  const left = holdRemainingS(engine.model.holdStartedAt, timeoutS, engine.serverNow());
+  const left = holdRemainingS(engine.model.holdDeadline(timeoutS), engine.serverNow());
   let text = '';
   if (left !== null) text = left > 0.5 ? `Playing on in ${Math.ceil(left)} s at the latest` : 'Playing on…';
   const countdown = $('#hold-countdown');
@@ -1050,6 +1049,7 @@ function exposeTestHook() {
       onHold: engine.model.onHold,
       holdsSeen: state.holdsSeen,
       holdStartedAt: engine.model.holdStartedAt,
+      holdUntil: engine.model.current?.hold_until ?? null,
       buffering: engine.buffering,
       inStep: engine.inStep,
       systemLines: state.systemLines.map((line) => ({ text: line.text, kind: line.kind })),

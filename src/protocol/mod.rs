@@ -70,6 +70,9 @@ pub struct Playback {
     /// Participants the room is on hold for (paused until they stop buffering); empty when
     /// it is not on hold.
     pub waiting_for: Vec<ParticipantId>,
+    /// While on hold: the server time at which the room plays on even if someone is still
+    /// buffering (the hold's timeout, fixed when it began); `null` otherwise.
+    pub hold_until: Option<ServerMs>,
 }
 
 /// A participant as shown in welcome, joined and presence messages.

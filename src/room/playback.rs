@@ -98,6 +98,7 @@ impl PlaybackClock {
             duration: self.duration,
             ended: self.ended,
             waiting_for,
+            hold_until: None,
         }
     }
 
@@ -132,6 +133,18 @@ impl PlaybackClock {
         self.anchor = if self.paused { now } else { start_at.max(now) };
         self.ended = false;
         self.seq += 1;
+    }
+
+    /// `seq` when the current video was loaded: reports about the video are about this one
+    /// only if made at or after it.
+    pub fn video_seq(&self) -> u64 {
+        self.loaded_seq
+    }
+
+    /// Whether the current video's length is still unknown, so a report about playback
+    /// `seq` could set it.
+    pub fn wants_duration(&self, seq: u64) -> bool {
+        self.duration.is_none() && self.video.is_some() && seq >= self.loaded_seq
     }
 
     /// Takes the video's length from a client report about playback `seq`: the first

@@ -175,6 +175,10 @@ pub struct RoomState<L> {
     start_checked: ServerMs,
     /// How holds ended since the actor last asked, for its metrics.
     hold_outcomes: Vec<HoldOutcome>,
+    /// Lengths of the current video reported by members without control, with the video's
+    /// `seq`: one such report alone could end the video for everyone, two that agree make
+    /// the length known.
+    length_reports: (u64, Vec<(ParticipantId, f64)>),
     /// Something durable changed since the actor last asked (see [`RoomState::to_record`]).
     dirty: bool,
     /// What the next `presence` messages still have to tell.
@@ -207,6 +211,7 @@ impl<L> RoomState<L> {
             hold: None,
             start_checked: f64::NEG_INFINITY,
             hold_outcomes: Vec::new(),
+            length_reports: (0, Vec::new()),
             dirty: true,
             presence: PendingPresence::default(),
         }
@@ -289,6 +294,7 @@ impl<L> RoomState<L> {
             hold: None,
             start_checked: f64::NEG_INFINITY,
             hold_outcomes: Vec::new(),
+            length_reports: (0, Vec::new()),
             dirty: false,
             presence: PendingPresence::default(),
         };
@@ -326,14 +332,14 @@ impl<L> RoomState<L> {
         }
     }
 
-    /// The live clock, with whom a hold waits for.
+    /// The live clock, with whom a hold waits for and until when.
     pub fn playback(&self) -> Playback {
-        let waiting_for = self
-            .hold
-            .as_ref()
-            .map(Hold::waiting_for)
-            .unwrap_or_default();
-        self.clock.snapshot(waiting_for)
+        let Some(hold) = &self.hold else {
+            return self.clock.snapshot(Vec::new());
+        };
+        let mut playback = self.clock.snapshot(hold.waiting_for());
+        playback.hold_until = Some(hold.deadline());
+        playback
     }
 
     /// The host's id and name, if there is a host.
@@ -633,13 +639,7 @@ impl<L> RoomState<L> {
                 drift_ms,
                 buffering,
             } => Ok(self.status(id, rtt_ms, drift_ms, buffering, now)),
-            RoomCommand::MediaInfo { seq, duration } => {
-                Ok(if self.clock.set_duration(seq, duration) {
-                    vec![self.playback_effect(None)]
-                } else {
-                    Vec::new()
-                })
-            }
+            RoomCommand::MediaInfo { seq, duration } => Ok(self.media_info(id, seq, duration)),
             RoomCommand::Chat { text } => self.chat(id, text, now),
             RoomCommand::TransferHost { to } => {
                 self.require_host(id)?;
@@ -990,6 +990,46 @@ impl<L> RoomState<L> {
                 .get(id)
                 .map(|m| m.record.name.clone())
                 .unwrap_or_default(),
+        }
+    }
+
+    /// A member's page learned the length of the video at playback `seq`. A member with
+    /// control is believed at once; the others only when a second one agrees within a
+    /// second, so that no single viewer can end the video for the room.
+    fn media_info(&mut self, id: &ParticipantId, seq: u64, duration: f64) -> Vec<Effect> {
+        /// How far two reports of one length may differ (players round differently).
+        const AGREE_S: f64 = 1.0;
+        if !self.clock.wants_duration(seq) {
+            return Vec::new();
+        }
+        let length = if self.may_control(id).is_ok() {
+            duration
+        } else {
+            let video = self.clock.video_seq();
+            if self.length_reports.0 != video {
+                self.length_reports = (video, Vec::new());
+            }
+            let reports = &mut self.length_reports.1;
+            reports.retain(|(who, _)| who != id);
+            let agreed = reports
+                .iter()
+                .find(|(_, other)| (other - duration).abs() <= AGREE_S)
+                .map(|(_, other)| (other + duration) / 2.0);
+            match agreed {
+                Some(length) => length,
+                None => {
+                    // One report per member; a room's members are bounded, and so is this.
+                    reports.push((id.clone(), duration));
+                    return Vec::new();
+                }
+            }
+        };
+        if self.clock.set_duration(seq, length) {
+            self.length_reports.1.clear();
+            self.dirty = true;
+            vec![self.playback_effect(None)]
+        } else {
+            Vec::new()
         }
     }
 
@@ -1779,6 +1819,23 @@ mod tests {
     }
 
     #[test]
+    fn a_viewer_alone_cannot_set_the_length_but_two_that_agree_can() {
+        let (mut r, _a, b) = playing_room();
+        let c = join(&mut r, 3, "Cat");
+        let d = join(&mut r, 4, "Dee");
+        let seq = r.playback().seq;
+        let report = |duration| RoomCommand::MediaInfo { seq, duration };
+        assert!(apply(&mut r, &b, report(0.5), 1500.0).is_empty());
+        assert!(
+            apply(&mut r, &b, report(30.0), 1500.0).is_empty(),
+            "a member's second report replaces its first, it does not agree with it"
+        );
+        assert!(apply(&mut r, &c, report(31.5), 1500.0).is_empty());
+        let fx = apply(&mut r, &d, report(30.4), 1600.0);
+        assert_eq!(last_playback(&fx).duration, Some(30.2));
+    }
+
+    #[test]
     fn the_first_plausible_duration_counts_and_the_end_advances_the_queue() {
         let (mut r, a, b) = playing_room();
         let seq = r.playback().seq;
@@ -1791,7 +1848,7 @@ mod tests {
         assert_eq!(r.next_deadline(), None, "no end without a duration");
         let fx = apply(
             &mut r,
-            &b,
+            &a,
             RoomCommand::MediaInfo {
                 seq,
                 duration: 30.0,
@@ -1801,7 +1858,7 @@ mod tests {
         assert_eq!(last_playback(&fx).duration, Some(30.0));
         assert!(r
             .apply(
-                &a,
+                &b,
                 RoomCommand::MediaInfo {
                     seq,
                     duration: 99.0
@@ -1835,11 +1892,11 @@ mod tests {
 
     #[test]
     fn with_nothing_queued_the_room_stops_at_the_end() {
-        let (mut r, _, b) = playing_room();
+        let (mut r, a, _) = playing_room();
         let seq = r.playback().seq;
         apply(
             &mut r,
-            &b,
+            &a,
             RoomCommand::MediaInfo { seq, duration: 5.0 },
             1000.0,
         );
@@ -1866,9 +1923,11 @@ mod tests {
             p.position
         );
         assert_eq!(r.next_deadline(), Some(2000.0 + 8000.0), "the timeout");
+        assert_eq!(p.hold_until, Some(10_000.0), "and every page knows it");
         let fx = buffering(&mut r, &b, false, 3000.0);
         let p = last_playback(&fx);
         assert!(!p.paused && p.waiting_for.is_empty());
+        assert_eq!(p.hold_until, None);
         assert_eq!(p.anchor, 3000.0 + r.start_lead_ms(), "a scheduled restart");
         assert_eq!(r.take_hold_outcomes(), [HoldOutcome::Ready]);
     }

@@ -87,6 +87,8 @@ test('a buffering page holds every page; all resume together when it is ready', 
   const heldAt = held.playback.position;
   assert.ok(heldAt >= SEEK_TO_S && heldAt < SEEK_TO_S + 2, `held near the seek target (${heldAt} s)`);
   assert.ok(gate.held > 0, 'the slow page really asked for data past the limit');
+  // The room tells every page when the hold gives up: its start plus the timeout.
+  assert.ok(Number.isFinite(held.holdUntil) && held.holdUntil > held.holdStartedAt, `hold_until ${held.holdUntil}`);
   // Standing still, every page on the hold's position.
   for (const page of pages) await waitState(page, (s, at) => s.playerPaused && s.playback.position === at, heldAt);
 

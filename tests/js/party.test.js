@@ -91,11 +91,23 @@ test('names are joined for people', () => {
   assert.equal(joinNames(['Bob', 'Cat', 'Dee']), 'Bob, Cat and Dee');
 });
 
-test('the hold countdown runs from the hold\'s start on the server clock', () => {
-  assert.equal(holdRemainingS(10_000, 8, 10_000), 8);
-  assert.equal(holdRemainingS(10_000, 8, 15_500), 2.5);
-  assert.equal(holdRemainingS(10_000, 8, 99_000), 0);
-  assert.equal(holdRemainingS(null, 8, 10_000), null);
+test('the hold countdown runs to the hold\'s deadline on the server clock', () => {
+  assert.equal(holdRemainingS(18_000, 10_000), 8);
+  assert.equal(holdRemainingS(18_000, 15_500), 2.5);
+  assert.equal(holdRemainingS(18_000, 99_000), 0);
+  assert.equal(holdRemainingS(null, 10_000), null);
+});
+
+test('the hold deadline is the room\'s when it gives one, else counted from the hold\'s start', () => {
+  const model = new PlaybackModel();
+  model.apply(p({ anchor: 2000, seq: 2, waiting_for: [BOB], hold_until: 12_500 }));
+  assert.equal(model.holdDeadline(8), 12_500, 'a page joining mid-hold or after a timeout change');
+  const older = new PlaybackModel();
+  older.apply(p({ anchor: 2000, seq: 2, waiting_for: [BOB] }));
+  assert.equal(older.holdDeadline(8), 10_000);
+  older.apply(p({ paused: false, anchor: 4000, seq: 3 }));
+  assert.equal(older.holdDeadline(8), null);
+  assert.equal(parsePlayback({ video: A, paused: true, position: 0, rate: 1, anchor: 5, seq: 2, hold_until: 'soon' }), null);
 });
 
 test('queue items are cleaned and labelled', () => {

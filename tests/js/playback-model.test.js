@@ -4,7 +4,7 @@ import { PlaybackModel, parsePlayback, parseVideo, positionAt, sameVideo } from 
 
 const video = { kind: 'url', url: '/media/clip-a-60s.mp4' };
 // As the server sends it (the watch-party fields at their usual values).
-const base = { video, paused: false, position: 10, rate: 1, anchor: 1_000_000, seq: 3, duration: null, ended: false, waiting_for: [] };
+const base = { video, paused: false, position: 10, rate: 1, anchor: 1_000_000, seq: 3, duration: null, ended: false, waiting_for: [], hold_until: null };
 
 test('position follows the contract formula', () => {
   assert.equal(positionAt(base, 1_000_000), 10);
