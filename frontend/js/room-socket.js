@@ -3,6 +3,9 @@
 
 import { reconnectDelayMs, finalCloseReason, FATAL_JOIN_ERRORS } from './reconnect.js';
 
+/** What the page is told when the room no longer exists. */
+export const ROOM_GONE = 'This room no longer exists.';
+
 /** If nothing arrives for this long (pongs come every few seconds), the socket is presumed dead. */
 export const SILENCE_TIMEOUT_MS = 12_000;
 
@@ -12,17 +15,22 @@ export class RoomSocket {
    * @param {string} options.url               ws(s)://.../api/rooms/{id}/ws
    * @param {() => object} options.joinMessage  builds the join message (reads the current tokens)
    * @param {(msg: object) => void} options.onMessage
-   * @param {(state: string, detail?: string) => void} options.onState  'connecting'|'open'|'reconnecting'|'closed'
+   * @param {(state: string, detail?: string) => void} options.onState  'connecting'|'open'|'reconnecting'|'closed'|'gone'
+   * @param {() => Promise<boolean>} [options.roomGone] asked after a connection that never got
+   *   to a `welcome`: true when the room answers that it does not exist (404), which stops the
+   *   retries for good ('gone'). A browser does not see why an upgrade was refused, so a
+   *   deleted room would otherwise look like a server that is down, retried forever.
    * @param {Function} [options.WebSocketImpl]
    * @param {Function} [options.setTimer] [options.clearTimer] [options.random]
    */
-  constructor({ url, joinMessage, onMessage, onState, WebSocketImpl = globalThis.WebSocket, setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), random = Math.random }) {
-    Object.assign(this, { url, joinMessage, onMessage, onState, WebSocketImpl, setTimer, clearTimer, random });
+  constructor({ url, joinMessage, onMessage, onState, roomGone = null, WebSocketImpl = globalThis.WebSocket, setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), random = Math.random }) {
+    Object.assign(this, { url, joinMessage, onMessage, onState, roomGone, WebSocketImpl, setTimer, clearTimer, random });
     this.ws = null;
     this.attempt = 0;
     this.joined = false;
     this.stopped = false;
     this.retryTimer = null;
+    this.checking = false;
     this.silenceTimer = null;
   }
 
@@ -56,6 +64,8 @@ export class RoomSocket {
         this.joined = true;
         this.attempt = 0;
         this.onState('open');
+      } else if (message.type === 'error' && !this.joined && message.code === 'room_not_found') {
+        this.stop(ROOM_GONE, 'gone');
       } else if (message.type === 'error' && !this.joined && FATAL_JOIN_ERRORS.has(message.code)) {
         this.stop(message.message || message.code);
       }
@@ -73,10 +83,32 @@ export class RoomSocket {
         this.stop(reason);
         return;
       }
-      if (wasJoined) this.attempt = 0;
-      this.scheduleRetry();
+      if (wasJoined) {
+        this.attempt = 0;
+        this.scheduleRetry();
+      } else {
+        this.retryUnlessGone();
+      }
     };
     ws.onerror = () => {}; // a close event always follows
+  }
+
+  /** After a connection that never joined: stop if the room is gone, else retry. */
+  retryUnlessGone() {
+    if (!this.roomGone) {
+      this.scheduleRetry();
+      return;
+    }
+    this.checking = true;
+    Promise.resolve()
+      .then(() => this.roomGone())
+      .catch(() => false) // cannot tell: keep trying
+      .then((gone) => {
+        this.checking = false;
+        if (this.stopped) return;
+        if (gone) this.stop(ROOM_GONE, 'gone');
+        else this.scheduleRetry();
+      });
   }
 
   scheduleRetry() {
@@ -123,8 +155,13 @@ export class RoomSocket {
     }
   }
 
-  /** Stops for good (room gone, replaced, page leaving). */
-  stop(reason) {
+  /** Whether a reconnect is scheduled or being decided: false once stopped for good. */
+  get retrying() {
+    return !this.stopped && (this.retryTimer !== null || this.checking === true);
+  }
+
+  /** Stops for good (room gone, replaced, page leaving), telling the page `finalState`. */
+  stop(reason, finalState = 'closed') {
     if (this.stopped) return;
     this.stopped = true;
     if (this.retryTimer !== null) this.clearTimer(this.retryTimer);
@@ -138,6 +175,6 @@ export class RoomSocket {
         // already closing
       }
     }
-    this.onState('closed', reason);
+    this.onState(finalState, reason);
   }
 }

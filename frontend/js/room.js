@@ -140,6 +140,8 @@ function startSession() {
     },
     onMessage: handleMessage,
     onState: handleConnectionState,
+    // Only a clear 404 means gone: a server that is down or restarting answers nothing or 503.
+    roomGone: async () => (await getRoom(roomId)).status === 404,
   });
   socket.connect();
   exposeTestHook();
@@ -361,6 +363,13 @@ function handleConnectionState(connectionState, detail) {
   } else if (connectionState === 'reconnecting') {
     engine.onDisconnected();
     setConnectionPill('reconnecting', detail ? `Reconnecting (${detail})` : 'Reconnecting…');
+  } else if (connectionState === 'gone') {
+    // Nothing to follow any more: the player stops with the room.
+    engine.destroy();
+    showRoomError(
+      'This room no longer exists',
+      'It was removed after everyone left it for a long time, or the server lost it. Start a new room to watch together again.',
+    );
   } else if (connectionState === 'closed') {
     engine.onDisconnected();
     setConnectionPill('closed', 'Disconnected');
@@ -1026,6 +1035,8 @@ function exposeTestHook() {
     serverNow: () => engine.serverNow(),
     state: () => ({
       roomId,
+      /** Whether the socket will try again: false once it stopped for good. */
+      retrying: socket.retrying,
       me: copy(state.me),
       hostId: state.roster.hostId,
       control: state.room.control,

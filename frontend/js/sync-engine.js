@@ -534,6 +534,7 @@ export class SyncEngine {
     for (const name of Object.keys(this.timers)) this.stopTimer(name);
     if (this.player) this.player.destroy();
     this.player = null;
+    this.playerReady = false;
   }
 }
 

@@ -21,9 +21,10 @@ export const WAIT_MS = 30_000;
  * Starts the release server on a free port. Per-IP limits are lifted because every
  * page of a test connects from 127.0.0.1.
  */
-export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_ROOT, 'media'), dataDir = null } = {}) {
+export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_ROOT, 'media'), dataDir = null, port = 0 } = {}) {
   const args = [
-    '--port', '0',
+    // A port of its own unless a test restarts a server where its pages expect it.
+    '--port', String(port),
     '--media-dir', mediaDir,
     // Rooms in memory unless a test keeps them on disk (to restart the server over them).
     ...(dataDir ? ['--data-dir', dataDir] : ['--ephemeral']),
@@ -59,10 +60,9 @@ export async function startServer(extraArgs = [], { mediaDir = path.join(REPO_RO
       reject(new Error(`cannot start ${SERVER_BIN}: ${error.message} (build it with cargo build --release, or set WT_BIN)`));
     });
   });
-  const port = Number(new URL(url).port);
   return {
     url,
-    port,
+    port: Number(new URL(url).port),
     stderr: () => stderr,
     async stop() {
       if (child.exitCode !== null || child.signalCode !== null) return;

@@ -106,9 +106,82 @@ test('final closes and fatal join errors stop retrying', async () => {
   const { time, socket, states, sockets } = setup();
   socket.connect();
   sockets[0].open();
-  sockets[0].receive({ type: 'error', code: 'room_not_found', message: 'no such room' });
+  sockets[0].receive({ type: 'error', code: 'room_full', message: 'the room is full' });
   await time.advance(60_000);
   assert.equal(sockets.length, 1);
-  assert.deepEqual(states.at(-1), ['closed', 'no such room']);
+  assert.deepEqual(states.at(-1), ['closed', 'the room is full']);
   assert.equal(socket.stopped, true);
+});
+
+function setupWithRoom(gone) {
+  FakeWebSocket.instances = [];
+  const time = new VirtualTime();
+  const states = [];
+  let checks = 0;
+  const socket = new RoomSocket({
+    url: 'ws://h/api/rooms/r1/ws',
+    joinMessage: () => ({ type: 'join', name: 'Ann' }),
+    onMessage: () => {},
+    onState: (s, detail) => states.push([s, detail]),
+    roomGone: async () => {
+      checks += 1;
+      return gone();
+    },
+    WebSocketImpl: FakeWebSocket,
+    setTimer: time.setTimer,
+    clearTimer: time.clearTimer,
+    random: () => 0.5,
+  });
+  return { time, socket, states, sockets: FakeWebSocket.instances, checks: () => checks };
+}
+
+const settle = () => new Promise((resolve) => setImmediate(resolve));
+
+test('a refused connection to a room that answers 404 stops for good', async () => {
+  const { time, socket, states, sockets, checks } = setupWithRoom(() => true);
+  socket.connect();
+  sockets[0].open();
+  sockets[0].receive({ type: 'welcome', you: { id: 'p1' }, resume_token: 't' });
+  // The server restarts without the room: the drop is retried without asking...
+  sockets[0].drop(1012);
+  assert.equal(checks(), 0, 'a socket that had joined is simply retried');
+  assert.equal(socket.retrying, true);
+  // ...and the retry is refused before any welcome: now the room is asked for.
+  await time.advance(MAX_DELAY_MS);
+  assert.equal(sockets.length, 2);
+  sockets[1].drop(1006);
+  await settle();
+  assert.equal(checks(), 1);
+  assert.deepEqual(states.at(-1), ['gone', 'This room no longer exists.']);
+  assert.equal(socket.retrying, false, 'no retry is scheduled');
+  assert.equal(sockets.length, 2);
+});
+
+test('a refused connection to a room that still exists (or cannot be asked) is retried', async () => {
+  let answer = false;
+  const { time, socket, states, sockets, checks } = setupWithRoom(() => {
+    if (answer === 'throw') throw new Error('offline');
+    return answer;
+  });
+  socket.connect();
+  sockets[0].drop(1006);
+  await settle();
+  assert.equal(checks(), 1);
+  assert.equal(states.at(-1)[0], 'reconnecting');
+  await time.advance(MAX_DELAY_MS);
+  assert.equal(sockets.length, 2, 'retried after the backoff');
+  answer = 'throw';
+  sockets[1].drop(1006);
+  await settle();
+  assert.equal(states.at(-1)[0], 'reconnecting', 'a failed check is no proof the room is gone');
+  assert.equal(socket.retrying, true);
+});
+
+test('a join refused with room_not_found is gone too', () => {
+  const { socket, states, sockets } = setupWithRoom(() => false);
+  socket.connect();
+  sockets[0].open();
+  sockets[0].receive({ type: 'error', code: 'room_not_found', message: 'no room with id r1' });
+  assert.deepEqual(states.at(-1), ['gone', 'This room no longer exists.']);
+  assert.equal(socket.retrying, false);
 });
