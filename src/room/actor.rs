@@ -18,7 +18,7 @@ use crate::ids::ParticipantId;
 use crate::metrics::Metrics;
 use crate::protocol::{CloseCode, JoinRequest, RoomCommand, ServerMessage};
 use crate::registry::Rooms;
-use crate::room::link::{FrameKind, Offered, QueueLimits, SessionLink};
+use crate::room::link::{FrameKind, Offered, QueueLimits, Report, SessionLink};
 use crate::room::mailbox::{
     Admitted, Disconnect, FromMember, GetSummary, Join, Leaving, RoomSummary, SessionEnd, Shutdown,
 };
@@ -409,6 +409,15 @@ impl RoomActor {
         for (id, conn, why) in overdue {
             effects.extend(self.evict(&id, conn, why));
         }
+        // The reports sessions left since the last tick, for this tick's presence.
+        let reports: Vec<(ParticipantId, Report)> = self
+            .state
+            .links()
+            .filter_map(|(id, _, link)| link.take_report().map(|r| (id.clone(), r)))
+            .collect();
+        for (id, report) in reports {
+            self.state.note_report(&id, report.rtt_ms, report.drift_ms);
+        }
         effects.extend(self.state.tick(now));
         // A big room's presence is paced over the second; everything else goes now.
         let paced = if self.state.is_big() {
@@ -571,12 +580,6 @@ impl Handler<FromMember> for RoomActor {
         if self.state.link(id).map(|(conn, _)| conn) != Some(msg.conn) {
             // Evicted, expired or replaced: this connection no longer speaks for anyone.
             return;
-        }
-        if let RoomCommand::Status {
-            rtt_ms, drift_ms, ..
-        } = &msg.command
-        {
-            self.metrics.client_report(*rtt_ms, *drift_ms);
         }
         let fans_out = msg.command.fans_out();
         let is_chat = matches!(msg.command, RoomCommand::Chat { .. });

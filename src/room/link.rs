@@ -13,22 +13,43 @@
 //! A newer `playback` replaces one still queued (each carries the whole clock, so the older
 //! one would be dropped by the client anyway): a lagging viewer of a seek storm holds one
 //! update, not hundreds.
+//!
+//! The wake is a flag and a waker in [`Shared`], not an actor message: a broadcast to 4,000
+//! members would otherwise allocate and queue 4,000 envelopes. The session polls it as a
+//! stream ([`Wakes`]).
+//!
+//! The session also leaves the client's latest `status` report (round trip and drift) here
+//! for the room to collect on its tick, so the room is not sent a message per member per
+//! second; only a change of buffering, which can put the room on hold, goes to the room at
+//! once.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use actix::{Message, Recipient};
 use bytestring::ByteString;
+use futures_util::task::AtomicWaker;
+use futures_util::Stream;
 use parking_lot::Mutex;
 
 use crate::clock::ServerMs;
 use crate::protocol::CloseCode;
 
-/// Tells a session that its queue has something new. At most one is in flight per session.
-#[derive(Message, Debug)]
-#[rtype(result = "()")]
+/// Tells a session that its queue has something new: an item of its [`Wakes`] stream. At
+/// most one is pending per session.
+#[derive(Debug, PartialEq, Eq)]
 pub struct Wake;
+
+/// A client's latest `status` report, as the room shows it in presence.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Report {
+    /// Its median round trip to the server, in ms.
+    pub rtt_ms: f64,
+    /// How far its player is from the room's clock, in ms (positive: ahead).
+    pub drift_ms: f64,
+}
 
 /// When a member counts as unable to keep up.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -215,15 +236,22 @@ impl FrameQueue {
     }
 }
 
-/// The part of a session its room shares: the queue and the last sign of life.
+/// The part of a session its room shares: the queue, the wake, the last sign of life and
+/// the latest report.
 #[derive(Debug, Default)]
 pub struct Shared {
     /// Frames for the session.
     queue: Mutex<FrameQueue>,
+    /// Set when the session has something new to take, cleared when its stream yields.
+    wake_pending: AtomicBool,
+    /// The session's task, woken when `wake_pending` is set.
+    waker: AtomicWaker,
     /// Server time (ms, as integer) when the client was last heard from. The room reads it
     /// every tick: a session whose socket stopped draining is not polled by actix at all,
     /// so it cannot notice its own silence; the room can.
     last_heard_ms: AtomicU64,
+    /// The client's latest report not yet collected by the room.
+    report: Mutex<Option<Report>>,
 }
 
 impl Shared {
@@ -236,21 +264,56 @@ impl Shared {
     pub fn take(&self, whole_up_to: usize, out: &mut Vec<Outgoing>) {
         self.queue.lock().take(whole_up_to, out);
     }
+
+    /// Leaves the client's latest report for the room (replacing one not yet collected).
+    pub fn report(&self, report: Report) {
+        *self.report.lock() = Some(report);
+    }
+
+    /// Wakes the session.
+    fn wake(&self) {
+        self.wake_pending.store(true, Ordering::Release);
+        self.waker.wake();
+    }
+}
+
+/// The wakes of one session, as a stream its actor polls (`ctx.add_stream`). It never ends.
+#[derive(Debug)]
+pub struct Wakes(
+    /// What the room shares with the session.
+    pub Arc<Shared>,
+);
+
+impl Stream for Wakes {
+    type Item = Wake;
+
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Wake>> {
+        // Registered before the flag is read, so a wake between the two is not lost.
+        self.0.waker.register(cx.waker());
+        if self.0.wake_pending.swap(false, Ordering::AcqRel) {
+            Poll::Ready(Some(Wake))
+        } else {
+            Poll::Pending
+        }
+    }
 }
 
 /// How a room reaches one connected session.
 #[derive(Clone, Debug)]
 pub struct SessionLink {
-    /// The queue and liveness, shared with the session.
+    /// The queue, wake, liveness and report, shared with the session.
     shared: Arc<Shared>,
-    /// Where to send the wake.
-    wake: Recipient<Wake>,
 }
 
 impl SessionLink {
-    /// A link to the session owning `shared`, woken through `wake`.
-    pub fn new(shared: Arc<Shared>, wake: Recipient<Wake>) -> Self {
-        SessionLink { shared, wake }
+    /// A link to the session owning `shared`.
+    pub fn new(shared: Arc<Shared>) -> Self {
+        SessionLink { shared }
+    }
+
+    /// The client's report since the last call, if it sent one.
+    pub fn take_report(&self) -> Option<Report> {
+        self.shared.report.lock().take()
     }
 
     /// Offers a frame (see [`FrameQueue::offer`]), waking the session if it needs it.
@@ -263,7 +326,7 @@ impl SessionLink {
     ) -> Offered {
         let (wake, outcome) = self.shared.queue.lock().offer(frame, kind, now, limits);
         if wake {
-            self.wake.do_send(Wake);
+            self.shared.wake();
         }
         outcome
     }
@@ -281,14 +344,14 @@ impl SessionLink {
             .lock()
             .close(code, reason, keep_queued, now)
         {
-            self.wake.do_send(Wake);
+            self.shared.wake();
         }
     }
 
     /// Queues a frame whatever the limits.
     pub fn force(&self, frame: ByteString, now: ServerMs) {
         if self.shared.queue.lock().force(frame, now) {
-            self.wake.do_send(Wake);
+            self.shared.wake();
         }
     }
 
@@ -301,6 +364,54 @@ impl SessionLink {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_wake_set_before_the_stream_is_polled_is_not_lost_and_is_taken_once() {
+        let shared = Arc::new(Shared::default());
+        let link = SessionLink::new(Arc::clone(&shared));
+        let mut wakes = Wakes(Arc::clone(&shared));
+        let waker = futures_util::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        assert_eq!(Pin::new(&mut wakes).poll_next(&mut cx), Poll::Pending);
+        let limits = QueueLimits {
+            max_lag_ms: 1000.0,
+            max_bytes: 100,
+        };
+        link.offer(&frame("a"), FrameKind::Other, 0.0, &limits);
+        link.offer(&frame("b"), FrameKind::Other, 0.0, &limits);
+        assert_eq!(
+            Pin::new(&mut wakes).poll_next(&mut cx),
+            Poll::Ready(Some(Wake))
+        );
+        assert_eq!(
+            Pin::new(&mut wakes).poll_next(&mut cx),
+            Poll::Pending,
+            "one wake for the batch"
+        );
+    }
+
+    #[test]
+    fn the_room_collects_the_latest_report_once() {
+        let shared = Arc::new(Shared::default());
+        let link = SessionLink::new(Arc::clone(&shared));
+        assert_eq!(link.take_report(), None);
+        shared.report(Report {
+            rtt_ms: 30.0,
+            drift_ms: 1.0,
+        });
+        shared.report(Report {
+            rtt_ms: 31.0,
+            drift_ms: -2.0,
+        });
+        assert_eq!(
+            link.take_report(),
+            Some(Report {
+                rtt_ms: 31.0,
+                drift_ms: -2.0
+            })
+        );
+        assert_eq!(link.take_report(), None);
+    }
 
     const LIMITS: QueueLimits = QueueLimits {
         max_lag_ms: 1000.0,

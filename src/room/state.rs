@@ -771,27 +771,19 @@ impl<L> RoomState<L> {
         buffering: bool,
         now: ServerMs,
     ) -> Vec<Effect> {
-        let big = self.is_big();
-        let is_host = self.is_host(id);
         let Some(m) = self.members.get_mut(id) else {
             return Vec::new();
         };
-        let (rtt, drift) = (Some(rtt_ms), Some(drift_ms));
         let started_buffering = buffering && !m.buffering;
-        let exact_change = m.buffering != buffering || m.rtt_ms != rtt || m.drift_ms != drift;
-        m.rtt_ms = rtt;
-        m.drift_ms = drift;
+        let flipped = m.buffering != buffering;
         m.buffering = buffering;
         if !buffering {
             m.held_out = false;
         }
-        let news = if big {
-            m.shown != Some(m.shown(is_host))
-        } else {
-            exact_change
-        };
-        if news {
-            self.presence.changed(id);
+        self.note_report(id, rtt_ms, drift_ms);
+        if flipped {
+            // `note_report` judged the news without the flip when the numbers were the same.
+            self.note_presence_news(id, true);
         }
         if !buffering {
             return self.stop_waiting_for(id, HoldOutcome::Ready, now);
@@ -803,6 +795,37 @@ impl<L> RoomState<L> {
             return self.hold_for(vec![id.clone()], now);
         }
         Vec::new()
+    }
+
+    /// A member's latest round trip and drift (its `status`, collected by the actor on its
+    /// tick, or with a change of buffering): kept for presence and for the start lead.
+    pub fn note_report(&mut self, id: &ParticipantId, rtt_ms: f64, drift_ms: f64) {
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        let (rtt, drift) = (Some(rtt_ms), Some(drift_ms));
+        let changed = m.rtt_ms != rtt || m.drift_ms != drift;
+        m.rtt_ms = rtt;
+        m.drift_ms = drift;
+        self.note_presence_news(id, changed);
+    }
+
+    /// Marks member `id` for the next presence if what it shows changed: in a small room any
+    /// exact change (`changed`), in a big one a change of what its entry shows (bands).
+    fn note_presence_news(&mut self, id: &ParticipantId, changed: bool) {
+        let big = self.is_big();
+        let is_host = self.is_host(id);
+        let Some(m) = self.members.get_mut(id) else {
+            return;
+        };
+        let news = if big {
+            m.shown != Some(m.shown(is_host))
+        } else {
+            changed
+        };
+        if news {
+            self.presence.changed(id);
+        }
     }
 
     // ---- holds -------------------------------------------------------------------------

@@ -1,8 +1,8 @@
 //! The WebSocket transport: the upgrade handler and the per-connection session actor.
 //!
 //! This is the only module that knows about actix-web-actors; rooms see sessions only as a
-//! `SessionLink` (a queue and a `Recipient<Wake>`), so the transport could be replaced
-//! without touching room logic.
+//! `SessionLink` (a queue, a wake flag and the client's latest report), so the transport
+//! could be replaced without touching room logic.
 
 mod fragments;
 mod session;

@@ -21,9 +21,11 @@ use crate::ids::{ParticipantId, RoomId};
 use crate::limits::per_ip::SessionSlot;
 use crate::limits::TokenBucket;
 use crate::metrics::Metrics;
-use crate::protocol::{decode, ClientMessage, CloseCode, JoinRequest, PingRequest, ServerMessage};
+use crate::protocol::{
+    decode, ClientMessage, CloseCode, JoinRequest, PingRequest, RoomCommand, ServerMessage,
+};
 use crate::room::actor::RoomActor;
-use crate::room::link::{Outgoing, SessionLink, Shared, Wake};
+use crate::room::link::{Outgoing, Report, SessionLink, Shared, Wake, Wakes};
 use crate::room::mailbox::{Disconnect, FromMember, Join, SessionEnd};
 use crate::room::state::ConnId;
 use crate::ws::fragments::{Fragments, Piece, FRAGMENT_BYTES};
@@ -131,6 +133,9 @@ pub struct WsSession {
     batch: Vec<Outgoing>,
     /// Whether the next fragment step is already scheduled.
     pacing: bool,
+    /// The buffering flag last passed on to the room since joining (`None`: none yet).
+    /// Reports go to the room through `shared`; only a change of buffering is sent at once.
+    forwarded_buffering: Option<bool>,
     /// This connection's place in the per-IP session count, released when the session drops.
     _slot: SessionSlot,
 }
@@ -164,6 +169,7 @@ impl WsSession {
             metrics,
             ended: SessionEnd::Closed,
             pacing: false,
+            forwarded_buffering: None,
             _slot: slot,
         }
     }
@@ -321,13 +327,37 @@ impl WsSession {
                 self.send(ctx, &pong);
             }
             ClientMessage::Join(request) => self.join(request, ctx),
+            ClientMessage::Room(RoomCommand::Status {
+                rtt_ms,
+                drift_ms,
+                buffering,
+            }) if matches!(self.membership, Membership::Joined(_))
+                && self.forwarded_buffering == Some(buffering) =>
+            {
+                // Nothing the room must act on now: it collects the report on its tick.
+                self.metrics.client_report(rtt_ms, drift_ms);
+                self.shared.report(Report { rtt_ms, drift_ms });
+            }
             ClientMessage::Room(command) => match &self.membership {
-                Membership::Joined(id) => self.room.do_send(FromMember {
-                    id: id.clone(),
-                    conn: self.conn,
-                    command,
-                    received,
-                }),
+                Membership::Joined(id) => {
+                    if let RoomCommand::Status {
+                        rtt_ms,
+                        drift_ms,
+                        buffering,
+                    } = command
+                    {
+                        // A change of buffering (or the first report since joining) may
+                        // put the room on hold or end one: the room hears it at once.
+                        self.metrics.client_report(rtt_ms, drift_ms);
+                        self.forwarded_buffering = Some(buffering);
+                    }
+                    self.room.do_send(FromMember {
+                        id: id.clone(),
+                        conn: self.conn,
+                        command,
+                        received,
+                    });
+                }
                 _ => self.send_error(ctx, &SessionError::NotJoined),
             },
         }
@@ -341,7 +371,7 @@ impl WsSession {
         self.membership = Membership::Joining;
         let join = Join {
             conn: self.conn,
-            link: SessionLink::new(Arc::clone(&self.shared), ctx.address().recipient()),
+            link: SessionLink::new(Arc::clone(&self.shared)),
             request,
         };
         // `wait` holds back the session's other events until the room answers: nothing the
@@ -354,6 +384,8 @@ impl WsSession {
                 Ok(Ok(admitted)) => {
                     tracing::debug!(room = %session.room_id, participant = %admitted.id, "joined");
                     session.membership = Membership::Joined(admitted.id);
+                    // The room may remember this member buffering from an earlier connection.
+                    session.forwarded_buffering = None;
                     session.write(ctx, admitted.welcome);
                 }
                 Ok(Err(err)) => {
@@ -378,9 +410,10 @@ impl Actor for WsSession {
 
     fn started(&mut self, ctx: &mut Self::Context) {
         self.metrics.sessions.inc();
-        // Rooms queue frames in `shared`; the mailbox carries only wakes, at most one in
-        // flight, and join answers.
+        // Rooms queue frames in `shared` and wake the session through it; the mailbox
+        // carries only join answers.
         ctx.set_mailbox_capacity(16);
+        ctx.add_stream(Wakes(Arc::clone(&self.shared)));
         ctx.run_interval(self.settings.heartbeat_interval, |session, ctx| {
             match Beat::after(session.last_heard.elapsed(), &session.settings) {
                 Beat::Quiet => {}
@@ -411,10 +444,8 @@ impl Actor for WsSession {
     }
 }
 
-impl Handler<Wake> for WsSession {
-    type Result = ();
-
-    fn handle(&mut self, _msg: Wake, ctx: &mut Self::Context) {
+impl StreamHandler<Wake> for WsSession {
+    fn handle(&mut self, _wake: Wake, ctx: &mut Self::Context) {
         self.pump(ctx);
     }
 }
