@@ -393,6 +393,25 @@ async fn sqlite_burst_of_500_chats_lands_in_two_commits() {
 }
 
 #[actix_rt::test]
+async fn sqlite_write_behind_records_wait_for_company_and_an_ack_takes_them_along() {
+    let dir = TempDir::new("company");
+    // A window longer than the test: only an awaited write can end the batch.
+    let (store, metrics) = sqlite_store(dir.path(), patient());
+    let (a, b) = (RoomId::new(), RoomId::new());
+    store.write(put(a, 1), None);
+    // A read goes through the same channel, after the write: the writer has the record in
+    // hand by then, and nobody waits for it, so it is still uncommitted.
+    assert!(store.load(a).await.expect("read").is_none());
+    assert_eq!(metrics.commits(), 0);
+    answer(write_acked(&store, put(b, 1)))
+        .await
+        .expect("committed");
+    assert_eq!(metrics.commits(), 1, "both records in one transaction");
+    assert_eq!(metrics.committed_writes(), 2);
+    assert!(store.load(a).await.expect("read").is_some());
+}
+
+#[actix_rt::test]
 async fn sqlite_flush_waits_for_every_queued_write() {
     let dir = TempDir::new("flush");
     let (store, _) = sqlite_store(dir.path(), patient());

@@ -7,10 +7,13 @@
 //!
 //! 1. **Idle**: wait for a command (a Redis writer also pings Redis every
 //!    [`StoreOptions::redis_probe_every`] while idle, so health notices an outage).
-//! 2. **Gather**: having a write, take whatever else is already queued, until nothing more is
-//!    (a lone write goes at once), [`StoreOptions::batch_window`] has passed or
-//!    [`StoreOptions::max_batch`] writes are in hand. While a commit runs, new writes pile up
-//!    in the channel and the next batch takes them all: that is the group commit.
+//! 2. **Gather**: having a write, take whatever else is already queued, until
+//!    [`StoreOptions::batch_window`] has passed or [`StoreOptions::max_batch`] writes are in
+//!    hand. When nothing more is queued, a batch someone waits for (a chat message's ack, a
+//!    flush) goes at once; one nobody waits for (write-behind records) waits out the window for
+//!    company, so a steady trickle of records costs one transaction per window, not one per
+//!    record. While a commit runs, new writes pile up in the channel and the next batch takes
+//!    them all: that is the group commit.
 //! 3. **Commit** the oldest writes as one [`Plan`]. On success: complete their acks with
 //!    `Ok`, health `Ok`. On failure: log, count, health `Degraded`, complete their acks with
 //!    the error, keep the writes, and wait the backoff (serving reads, flushes and new writes
@@ -315,6 +318,9 @@ struct Writer<B> {
     retry_at: Option<Instant>,
     /// Commits failed in a row, for the log line of the recovery.
     failures: u32,
+    /// Whether someone waits for the queued writes (a write's ack or a flush): the batch
+    /// then goes as soon as nothing more is queued.
+    awaited: bool,
     /// State shared with the handles.
     shared: Arc<Shared>,
     /// The tunables.
@@ -340,6 +346,7 @@ impl<B: Backend> Writer<B> {
             backoff: Backoff::new(options.retry_min, options.retry_max),
             retry_at: None,
             failures: 0,
+            awaited: false,
             shared,
             options,
         }
@@ -366,7 +373,7 @@ impl<B: Backend> Writer<B> {
                 // Closing: one last attempt now rather than after the backoff.
                 self.retry_at = None;
             }
-            self.gather();
+            self.gather().await;
             if !self.commit().await && !self.open {
                 let lost = self.queue.clear();
                 self.shared.release(lost);
@@ -412,12 +419,16 @@ impl<B: Backend> Writer<B> {
                     }
                     (ack, _) => ack,
                 };
+                self.awaited |= ack.is_some();
                 let evicted = self.queue.push(op, fence, ack);
                 self.evicted(evicted);
             }
             Cmd::Read(read) => self.backend.read(read),
             Cmd::Flush(reply) => match self.queue.last_seq() {
-                Some(seq) => self.flushes.push((seq, reply)),
+                Some(seq) => {
+                    self.awaited = true;
+                    self.flushes.push((seq, reply));
+                }
                 None => {
                     // A flush whose caller gave up needs no answer.
                     let _ = reply.send(());
@@ -453,13 +464,20 @@ impl<B: Backend> Writer<B> {
         self.answer_flushes();
     }
 
-    /// Takes what is already queued, within the batch's window and size.
-    fn gather(&mut self) {
+    /// Takes what is queued, within the batch's window and size; waits out the window for
+    /// more only while nobody waits for this batch (module doc).
+    async fn gather(&mut self) {
         let deadline = Instant::now() + self.options.batch_window;
         while self.open && self.queue.len() < self.options.max_batch {
             match self.rx.try_recv() {
                 Ok(cmd) => self.handle(cmd),
-                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Empty) if self.awaited => break,
+                Err(TryRecvError::Empty) => {
+                    match tokio::time::timeout_at(deadline, self.rx.recv()).await {
+                        Ok(cmd) => self.received(cmd),
+                        Err(_) => break,
+                    }
+                }
                 Err(TryRecvError::Disconnected) => self.open = false,
             }
             if Instant::now() >= deadline {
@@ -495,6 +513,7 @@ impl<B: Backend> Writer<B> {
                         "store refused the writes of rooms another node owns now"
                     );
                 }
+                self.awaited = false;
                 for (room, ack) in self.queue.pop_front(n) {
                     let result = if fenced.contains(&room) {
                         Err(StoreError::Fenced { room })
