@@ -153,7 +153,11 @@ fn run(options: Options) -> Result<bool, String> {
         .enable_all()
         .build()
         .map_err(|e| format!("cannot build the runtime: {e}"))?;
-    let outcome = runtime.block_on(drive(plan.clone(), addr, server_pids));
+    let store_pid = run_store
+        .as_ref()
+        .and_then(store::RunStore::process)
+        .map(|p| p.to_string());
+    let outcome = runtime.block_on(drive(plan.clone(), addr, server_pids, store_pid));
     runtime.shutdown_timeout(Duration::from_secs(5));
     let server_log = spawned.as_ref().map(|s| s.log.display().to_string());
     if let Some(s) = spawned {
@@ -229,6 +233,7 @@ async fn drive(
     plan: Plan,
     addr: SocketAddr,
     server_pids: Vec<String>,
+    store_pid: Option<String>,
 ) -> Result<(Arc<Stats>, Resources, Timing), String> {
     let server_sample = || sample_sum(&server_pids);
     // Each process of a cluster on its own, for the CPU each used in the hold.
@@ -295,6 +300,7 @@ async fn drive(
     let lag_probe = tokio::spawn(probe_lag(Arc::clone(&stats)));
     let machine_start = machine_cpu();
     let bench_start = sample("self");
+    let store_start = store_pid.as_deref().and_then(sample);
     let hold_began = Instant::now();
     while hold_began.elapsed() < plan.hold {
         progress
@@ -303,6 +309,9 @@ async fn drive(
     }
     let hold_s = hold_began.elapsed().as_secs_f64();
     res.hold_end = server_sample();
+    if let (Some(a), Some(b)) = (store_start, store_pid.as_deref().and_then(sample)) {
+        res.store_hold = Some((b.user_s - a.user_s, b.kernel_s - a.kernel_s));
+    }
     if let Some(cluster) = &plan.cluster {
         res.hold_cpu_by_process = cluster
             .processes
@@ -323,7 +332,9 @@ async fn drive(
             .zip(res.hold_end)
             .map_or(0.0, |(a, b)| b.cpu_s - a.cpu_s);
         let bench = b1.cpu_s - b0.cpu_s;
-        res.others_cores_hold = Some(((m1.busy_s - m0.busy_s - server - bench) / hold_s).max(0.0));
+        let store = res.store_hold.map_or(0.0, |(user, kernel)| user + kernel);
+        res.others_cores_hold =
+            Some(((m1.busy_s - m0.busy_s - server - bench - store) / hold_s).max(0.0));
         res.steal_pct_hold =
             Some((m1.steal_s - m0.steal_s) / (m1.total_s - m0.total_s).max(1e-9) * 100.0);
     }

@@ -38,6 +38,9 @@ pub struct Resources {
     pub quiet: Option<Quiet>,
     /// A cluster's processes and the CPU seconds each used in the hold (None: unreadable).
     pub hold_cpu_by_process: Vec<(String, Option<f64>)>,
+    /// User and kernel CPU seconds the run's own redis-server used in the hold: the work a
+    /// Redis store moves out of the server, so comparing stores needs it.
+    pub store_hold: Option<(f64, f64)>,
 }
 
 /// Wall-clock facts of the run.
@@ -191,7 +194,7 @@ pub fn build(
             .hold_start
             .zip(res.hold_end)
             .map(|(a, b)| (b.user_s - a.user_s, b.kernel_s - a.kernel_s));
-        let per_frame = hold_split.map_or(Value::Null, |(user, kernel)| {
+        let server_per_frame = hold_split.map_or(Value::Null, |(user, kernel)| {
             let mut v = per_frame(user, kernel, frames_in + frames_out);
             if v.is_object() {
                 v["frames_in"] = json!(frames_in);
@@ -210,7 +213,12 @@ pub fn build(
             "cpu_s_hold": hold_cpu,
             "cpu_s_hold_user": hold_split.map(|(u, _)| round2(u)),
             "cpu_s_hold_kernel": hold_split.map(|(_, k)| round2(k)),
-            "cpu_us_per_frame": per_frame,
+            "cpu_us_per_frame": server_per_frame,
+            "store_process": res.store_hold.map(|(user, kernel)| json!({
+                "name": "redis-server",
+                "cpu_s_hold": round2(user + kernel),
+                "cpu_us_per_frame": per_frame(user, kernel, frames_in + frames_out),
+            })),
             "cpu_percent_hold": hold_cpu.map(|c| round1(c / timing.hold_s.max(1e-9) * 100.0)),
             "cpu_s_total": res.end.or(res.hold_end).map(|s| round2(s.cpu_s)),
             "threads": res.hold_end.map(|s| s.threads),
@@ -693,6 +701,20 @@ pub fn table(r: &Value) -> String {
                 us_split(cpu_frame),
                 cpu_frame["frames_in"],
                 cpu_frame["frames_out"]
+            ),
+        );
+    }
+    let store = &s["store_process"];
+    if store.is_object() {
+        row(
+            &format!(
+                "{} cpu/frame (hold)",
+                store["name"].as_str().unwrap_or("store")
+            ),
+            format!(
+                "{} ({} s; not in the server's figures)",
+                us_split(&store["cpu_us_per_frame"]),
+                store["cpu_s_hold"]
             ),
         );
     }

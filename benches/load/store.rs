@@ -93,6 +93,14 @@ impl RunStore {
     }
 }
 
+impl RunStore {
+    /// The store's own process (the redis-server started for the run), whose CPU is part of
+    /// what the server's store costs.
+    pub fn process(&self) -> Option<u32> {
+        self.redis.as_ref().map(Child::id)
+    }
+}
+
 impl Drop for RunStore {
     fn drop(&mut self) {
         if let Some(mut redis) = self.redis.take() {
