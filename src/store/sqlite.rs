@@ -103,10 +103,16 @@ impl Sqlite {
             let mut append = tx.prepare_cached(
                 "INSERT OR REPLACE INTO chat (room, id, message) VALUES (?1, ?2, ?3)",
             )?;
-            let mut trim = tx.prepare_cached(
-                "DELETE FROM chat WHERE room = ?1 AND id NOT IN
-                 (SELECT id FROM chat WHERE room = ?1 ORDER BY id DESC LIMIT ?2)",
+            // A trim finds the newest row past `keep`, then deletes up to it: a range of the key
+            // with no subquery, which SQLite deletes in one pass. `NOT IN (SELECT ... LIMIT
+            // keep)`, or any subquery in the DELETE, made it gather the keys in a temporary
+            // b-tree with its own page cache for every trim, allocated and unmapped each time
+            // (perf: a fifth of this thread's time, and TLB shoot-downs that interrupted the
+            // server's workers).
+            let mut trim_cutoff = tx.prepare_cached(
+                "SELECT id FROM chat WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
             )?;
+            let mut trim = tx.prepare_cached("DELETE FROM chat WHERE room = ?1 AND id <= ?2")?;
             let mut delete_room = tx.prepare_cached("DELETE FROM rooms WHERE room = ?1")?;
             let mut delete_chat = tx.prepare_cached("DELETE FROM chat WHERE room = ?1")?;
             for step in &plan.steps {
@@ -122,8 +128,14 @@ impl Sqlite {
                         append.execute(params![room.to_string(), ms(id), message])?;
                     }
                     Step::Trim { room, keep } => {
+                        let room = room.to_string();
                         let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-                        trim.execute(params![room.to_string(), keep])?;
+                        let cutoff: Option<i64> = trim_cutoff
+                            .query_row(params![room, keep], |row| row.get(0))
+                            .optional()?;
+                        if let Some(cutoff) = cutoff {
+                            trim.execute(params![room, cutoff])?;
+                        }
                     }
                     Step::Delete { room } => {
                         let room = room.to_string();
