@@ -9,24 +9,118 @@ use serde::{Deserialize, Serialize};
 pub const MAX_URL_BYTES: usize = 2048;
 /// Where the media library is served; a URL under it names a library file.
 pub const LIBRARY_PREFIX: &str = "/media/";
+/// Most subtitle tracks one video may carry.
+pub const MAX_SUBTITLES: usize = 16;
+/// Longest subtitle label, in characters.
+pub const MAX_SUBTITLE_LABEL_CHARS: usize = 64;
+/// Longest subtitle language tag, in bytes (BCP 47 tags are short; this leaves room).
+pub const MAX_SUBTITLE_LANG_BYTES: usize = 35;
 
 /// What a video is and where it comes from.
+///
+/// On the wire a `url` video is `{kind: "url", url, subtitles?}`. Inside the server one
+/// with subtitles is the separate variant [`Video::Subtitled`], so that `Video::Url { url }`
+/// stays the one-field value the room code builds everywhere; the two convert through
+/// [`WireVideo`], and a stored room without `subtitles` loads as before.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "snake_case")]
+#[serde(from = "WireVideo", into = "WireVideo")]
 pub enum Video {
     /// A YouTube video, played through the IFrame API.
     Youtube {
         /// The 11-character video id.
         id: String,
     },
-    /// A direct media URL or a file of the server's media library (`/media/...`).
+    /// A direct media URL or a file of the server's media library (`/media/...`); a URL
+    /// ending in `.m3u8` is an HLS stream.
     Url {
         /// `http(s)://...` or a path under `/media/`.
         url: String,
     },
+    /// A `url` video with subtitle tracks (never built with an empty list).
+    Subtitled {
+        /// `http(s)://...` or a path under `/media/`.
+        url: String,
+        /// WebVTT tracks each viewer may turn on.
+        subtitles: Vec<Subtitle>,
+    },
+}
+
+/// One WebVTT subtitle track of a video.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Subtitle {
+    /// What the track menu shows ("English", "Deutsch (SDH)").
+    pub label: String,
+    /// Its language as a BCP 47 tag ("en", "pt-BR"), or empty when unknown.
+    #[serde(default)]
+    pub lang: String,
+    /// Where the WebVTT file is: the same rules as a video URL.
+    pub url: String,
+}
+
+/// The wire form of [`Video`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum WireVideo {
+    /// A YouTube video.
+    Youtube {
+        /// The 11-character video id.
+        id: String,
+    },
+    /// A media URL, with its subtitle tracks if it has any.
+    Url {
+        /// `http(s)://...` or a path under `/media/`.
+        url: String,
+        /// Subtitle tracks; absent means none.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        subtitles: Vec<Subtitle>,
+    },
+}
+
+impl From<WireVideo> for Video {
+    fn from(wire: WireVideo) -> Self {
+        match wire {
+            WireVideo::Youtube { id } => Video::Youtube { id },
+            WireVideo::Url { url, subtitles } if subtitles.is_empty() => Video::Url { url },
+            WireVideo::Url { url, subtitles } => Video::Subtitled { url, subtitles },
+        }
+    }
+}
+
+impl From<Video> for WireVideo {
+    fn from(video: Video) -> Self {
+        match video {
+            Video::Youtube { id } => WireVideo::Youtube { id },
+            Video::Url { url } => WireVideo::Url {
+                url,
+                subtitles: Vec::new(),
+            },
+            Video::Subtitled { url, subtitles } => WireVideo::Url { url, subtitles },
+        }
+    }
 }
 
 impl Video {
+    /// A `url` video with these subtitle tracks (none: a plain [`Video::Url`]).
+    pub fn with_subtitles(url: String, subtitles: Vec<Subtitle>) -> Self {
+        WireVideo::Url { url, subtitles }.into()
+    }
+
+    /// The media URL of a `url` video.
+    pub fn url(&self) -> Option<&str> {
+        match self {
+            Video::Youtube { .. } => None,
+            Video::Url { url } | Video::Subtitled { url, .. } => Some(url),
+        }
+    }
+
+    /// The video's subtitle tracks (none for YouTube).
+    pub fn subtitles(&self) -> &[Subtitle] {
+        match self {
+            Video::Subtitled { subtitles, .. } => subtitles,
+            _ => &[],
+        }
+    }
+
     /// Checks the video's fields, explaining what is wrong.
     pub fn validate(&self) -> Result<(), String> {
         match self {
@@ -42,6 +136,10 @@ impl Video {
                 }
             }
             Video::Url { url } => validate_url(url),
+            Video::Subtitled { url, subtitles } => {
+                validate_url(url)?;
+                validate_subtitles(subtitles)
+            }
         }
     }
 
@@ -51,25 +149,71 @@ impl Video {
     /// can refuse them (`--refuse-private-urls`). A public name that resolves to a private
     /// address is not caught here: that would need the server to resolve it.
     pub fn points_at_private_network(&self) -> bool {
-        let Video::Url { url } = self else {
+        let Some(url) = self.url() else {
             return false;
         };
-        let Ok(parsed) = url::Url::parse(url) else {
-            return false; // a library path, or invalid anyway
-        };
-        match parsed.host() {
-            Some(url::Host::Ipv4(ip)) => is_private_ip(IpAddr::V4(ip)),
-            Some(url::Host::Ipv6(ip)) => is_private_ip(IpAddr::V6(ip)),
-            Some(url::Host::Domain(name)) => {
-                let name = name.trim_end_matches('.').to_ascii_lowercase();
-                name == "localhost"
-                    || [".localhost", ".local", ".internal", ".home.arpa"]
-                        .iter()
-                        .any(|suffix| name.ends_with(suffix))
-            }
-            None => false,
-        }
+        // Subtitle files are fetched by every viewer's browser just like the video.
+        std::iter::once(url)
+            .chain(self.subtitles().iter().map(|s| s.url.as_str()))
+            .any(url_points_at_private_network)
     }
+}
+
+/// Whether one remote URL names a private-network host (see `points_at_private_network`).
+fn url_points_at_private_network(url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false; // a library path, or invalid anyway
+    };
+    match parsed.host() {
+        Some(url::Host::Ipv4(ip)) => is_private_ip(IpAddr::V4(ip)),
+        Some(url::Host::Ipv6(ip)) => is_private_ip(IpAddr::V6(ip)),
+        Some(url::Host::Domain(name)) => {
+            let name = name.trim_end_matches('.').to_ascii_lowercase();
+            name == "localhost"
+                || [".localhost", ".local", ".internal", ".home.arpa"]
+                    .iter()
+                    .any(|suffix| name.ends_with(suffix))
+        }
+        None => false,
+    }
+}
+
+/// Subtitle tracks: a bounded list of labelled WebVTT URLs under the video URL rules.
+fn validate_subtitles(subtitles: &[Subtitle]) -> Result<(), String> {
+    if subtitles.len() > MAX_SUBTITLES {
+        return Err(format!("at most {MAX_SUBTITLES} subtitle tracks"));
+    }
+    for (i, track) in subtitles.iter().enumerate() {
+        let n = i + 1;
+        let label = track.label.trim();
+        if label.is_empty() || track.label.chars().count() > MAX_SUBTITLE_LABEL_CHARS {
+            return Err(format!(
+                "subtitle track {n}: a label is 1 to {MAX_SUBTITLE_LABEL_CHARS} characters"
+            ));
+        }
+        if track.label.chars().any(char::is_control) {
+            return Err(format!(
+                "subtitle track {n}: the label contains control characters"
+            ));
+        }
+        let lang_ok = track.lang.len() <= MAX_SUBTITLE_LANG_BYTES
+            && track
+                .lang
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-');
+        if !lang_ok {
+            return Err(format!(
+                "subtitle track {n}: lang is a language tag such as \"en\" or \"pt-BR\""
+            ));
+        }
+        validate_url(&track.url).map_err(|e| {
+            format!(
+                "subtitle track {n}: {}",
+                e.replacen("video URL", "subtitle URL", 1)
+            )
+        })?;
+    }
+    Ok(())
 }
 
 /// A URL is either `http(s)://host/...` or a library path `/media/NAME...`.
@@ -251,5 +395,75 @@ mod tests {
             id: "dQw4w9WgXcQ".into()
         }
         .points_at_private_network());
+    }
+
+    fn track(label: &str, lang: &str, url: &str) -> Subtitle {
+        Subtitle {
+            label: label.into(),
+            lang: lang.into(),
+            url: url.into(),
+        }
+    }
+
+    #[test]
+    fn subtitles_travel_as_an_optional_field_of_url_videos() {
+        let plain: Video = serde_json::from_str(r#"{"kind":"url","url":"/media/a.mp4"}"#)
+            .expect("a url video without subtitles");
+        assert_eq!(plain, url("/media/a.mp4"));
+        assert_eq!(
+            serde_json::to_string(&plain).expect("serializes"),
+            r#"{"kind":"url","url":"/media/a.mp4"}"#
+        );
+        let empty: Video =
+            serde_json::from_str(r#"{"kind":"url","url":"/media/a.mp4","subtitles":[]}"#)
+                .expect("an empty list");
+        assert_eq!(empty, plain);
+        let json = r#"{"kind":"url","url":"/media/a.mp4","subtitles":[{"label":"English","lang":"en","url":"/media/a.en.vtt"}]}"#;
+        let with: Video = serde_json::from_str(json).expect("a url video with subtitles");
+        assert_eq!(with.url(), Some("/media/a.mp4"));
+        assert_eq!(
+            with.subtitles(),
+            [track("English", "en", "/media/a.en.vtt")]
+        );
+        assert_eq!(serde_json::to_string(&with).expect("serializes"), json);
+        assert_eq!(with.validate(), Ok(()));
+        // lang may be left out.
+        let no_lang: Video = serde_json::from_str(
+            r#"{"kind":"url","url":"/media/a.mp4","subtitles":[{"label":"Subs","url":"/media/a.vtt"}]}"#,
+        )
+        .expect("lang defaults to empty");
+        assert_eq!(no_lang.subtitles()[0].lang, "");
+        assert!(serde_json::from_str::<Video>(
+            r#"{"kind":"url","url":"/media/a.mp4","subtitles":[{"lang":"en"}]}"#
+        )
+        .is_err());
+    }
+
+    #[test]
+    fn bad_subtitle_tracks_are_refused_with_a_reason() {
+        let video = |tracks: Vec<Subtitle>| Video::with_subtitles("/media/a.mp4".into(), tracks);
+        for (tracks, why) in [
+            (vec![track("", "en", "/media/a.vtt")], "label"),
+            (vec![track(&"x".repeat(65), "en", "/media/a.vtt")], "label"),
+            (vec![track("a\u{7}b", "en", "/media/a.vtt")], "control"),
+            (vec![track("English", "en us", "/media/a.vtt")], "lang"),
+            (
+                vec![track("English", "en", "javascript:alert(1)")],
+                "subtitle URL",
+            ),
+            (
+                vec![track("English", "en", "/media/../x.vtt")],
+                "library URL",
+            ),
+            (vec![track("English", "en", "/media/a.vtt"); 17], "at most"),
+        ] {
+            let err = video(tracks).validate().expect_err(why);
+            assert!(err.contains(why), "{err:?} should mention {why}");
+        }
+        let private = Video::with_subtitles(
+            "https://example.org/a.mp4".into(),
+            vec![track("English", "en", "http://10.0.0.1/a.vtt")],
+        );
+        assert!(private.points_at_private_network());
     }
 }
