@@ -23,7 +23,7 @@ async fn media_is_listed_and_served_with_ranges() {
     assert_eq!(status, 200);
     assert_eq!(
         list,
-        serde_json::json!([{"name": "clip.mp4", "size": 4096, "url": "/media/clip.mp4"}])
+        serde_json::json!([{"kind": "file", "name": "clip.mp4", "size": 4096, "url": "/media/clip.mp4", "subtitles": []}])
     );
 
     let mut resp = awc::Client::new()
@@ -127,5 +127,115 @@ async fn odd_file_names_get_urls_that_play() {
     assert_eq!(head.header("content-length"), Some("10"));
     assert!(head.body.is_empty());
     assert_eq!(srv.get_raw("/media/%E0.mp4", &[]).await.0, 404);
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Issue 16: an HLS folder is listed as one entry that plays its playlist; the playlist,
+/// its segments (also in a variant subfolder) and subtitles are served with their content
+/// types and ranges; subtitles pair with their video by name; nothing else leaks out.
+#[actix_rt::test]
+async fn hls_folders_and_subtitles_are_listed_and_served() {
+    let dir = std::env::temp_dir().join(format!("wt-media-hls-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(dir.join("show/720p")).unwrap();
+    std::fs::create_dir_all(dir.join("plain folder")).unwrap();
+    let write = |name: &str, body: &[u8]| std::fs::write(dir.join(name), body).unwrap();
+    write("film.mp4", b"0123456789");
+    write(
+        "film.en.vtt",
+        b"WEBVTT\n\n00:00:01.000 --> 00:00:02.000\nHello\n",
+    );
+    write("film.vtt", b"WEBVTT\n");
+    write("film.pt-BR.vtt", b"WEBVTT\n");
+    write("show.de.vtt", b"WEBVTT\n");
+    write("orphan.fr.vtt", b"WEBVTT\n");
+    write(
+        "show/index.m3u8",
+        b"#EXTM3U\n#EXT-X-STREAM-INF:BANDWIDTH=1\n720p/index.m3u8\n",
+    );
+    write("show/720p/index.m3u8", b"#EXTM3U\n#EXTINF:1.0,\nseg0.ts\n");
+    write("show/720p/seg0.ts", &[0x47; 376]);
+    write("show/720p/seg1.m4s", b"moof");
+    write("show/notes.txt", b"not served");
+    write("show/.hidden.ts", b"hidden");
+    write("plain folder/clip.ts", b"not in an HLS folder");
+    let srv = TestServer::with(|c| c.media_dir = Some(dir.clone())).await;
+    // The folder's size counts its plain files (not the hidden one).
+    let show_size: u64 = [
+        "index.m3u8",
+        "720p/index.m3u8",
+        "720p/seg0.ts",
+        "720p/seg1.m4s",
+        "notes.txt",
+    ]
+    .iter()
+    .map(|f| std::fs::metadata(dir.join("show").join(f)).unwrap().len())
+    .sum();
+
+    let (status, list) = srv.get("/api/media").await;
+    assert_eq!(status, 200);
+    let sub = |label: &str, lang: &str, url: &str| serde_json::json!({"label": label, "lang": lang, "url": url});
+    assert_eq!(
+        list,
+        serde_json::json!([
+            {"kind": "file", "name": "film.mp4", "size": 10, "url": "/media/film.mp4", "subtitles": [
+                sub("English", "en", "/media/film.en.vtt"),
+                sub("Português (BR)", "pt-BR", "/media/film.pt-BR.vtt"),
+                sub("Subtitles", "", "/media/film.vtt"),
+            ]},
+            {"kind": "hls", "name": "show", "size": show_size, "url": "/media/show/index.m3u8", "subtitles": [
+                sub("Deutsch", "de", "/media/show.de.vtt"),
+            ]},
+        ])
+    );
+
+    for (path, content_type) in [
+        ("/media/show/index.m3u8", "application/vnd.apple.mpegurl"),
+        (
+            "/media/show/720p/index.m3u8",
+            "application/vnd.apple.mpegurl",
+        ),
+        ("/media/show/720p/seg0.ts", "video/mp2t"),
+        ("/media/show/720p/seg1.m4s", "video/iso.segment"),
+        ("/media/film.en.vtt", "text/vtt; charset=utf-8"),
+        ("/media/orphan.fr.vtt", "text/vtt; charset=utf-8"),
+    ] {
+        let resp = awc::Client::new()
+            .get(format!("{}{path}", srv.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status().as_u16(), 200, "{path}");
+        assert_eq!(
+            resp.headers().get("content-type").unwrap(),
+            content_type,
+            "{path}"
+        );
+    }
+    let mut ranged = awc::Client::new()
+        .get(format!("{}/media/show/720p/seg0.ts", srv.base))
+        .insert_header(("range", "bytes=188-375"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ranged.status().as_u16(), 206);
+    assert_eq!(ranged.body().await.unwrap().len(), 188);
+
+    for bad in [
+        "/media/show",
+        "/media/show/",
+        "/media/show/notes.txt",
+        "/media/show/.hidden.ts",
+        "/media/show/../film.mp4",
+        "/media/show/%2E%2E/film.mp4",
+        "/media/show/..%2Ffilm.mp4",
+        "/media/plain%20folder/clip.ts",
+        "/media/film.mp4/x.ts",
+        "/media/show/720p/seg0.ts/x",
+        "/media/a/b/c/d/e.ts",
+        "/media/show//index.m3u8",
+    ] {
+        assert_eq!(srv.get_raw(bad, &[]).await.0, 404, "{bad}");
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }

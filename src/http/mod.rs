@@ -33,8 +33,9 @@ pub fn routes(cfg: &mut web::ServiceConfig, state: web::Data<AppState>) {
                 .route("/api/rooms", web::post().to(rooms::create))
                 .route("/api/rooms/{room_id}", web::get().to(rooms::get))
                 .route("/api/media", web::get().to(media::list))
-                .route("/media/{name}", web::get().to(media::serve))
-                .route("/media/{name}", web::head().to(media::serve))
+                // `{path:.+}`: an HLS folder's playlist and segments are one level down.
+                .route("/media/{path:.+}", web::get().to(media::serve))
+                .route("/media/{path:.+}", web::head().to(media::serve))
                 .route("/api/{rest:.*}", web::route().to(api_not_found))
                 .route("/r/{room_id}", web::get().to(frontend::room_page))
                 .default_service(web::to(frontend::asset)),

@@ -27,7 +27,7 @@ pub use text::{
     clean_chat, clean_name, clean_room_name, clean_title, MAX_CHAT_CHARS, MAX_NAME_CHARS,
     MAX_ROOM_NAME_CHARS, MAX_TITLE_CHARS,
 };
-pub use video::{Video, MAX_URL_BYTES};
+pub use video::{Subtitle, Video, MAX_URL_BYTES};
 
 /// Slowest and fastest accepted playback rates.
 pub const RATE_RANGE: (f64, f64) = (0.25, 4.0);
