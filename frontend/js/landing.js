@@ -15,11 +15,15 @@ function showMessage(node, text) {
   node.classList.toggle('visible', !!text);
 }
 
+/** url → media library entry, for the subtitles the library pairs with a video. */
+const library = new Map();
+
 async function fillLibrary() {
   const result = await listMedia();
   if (!result.ok || result.data.length === 0) return;
   const select = $('#library-select');
   for (const item of result.data) {
+    library.set(item.url, item);
     select.append(h('option', { value: item.url }, `${item.name}${item.size ? ` · ${formatBytes(item.size)}` : ''}`));
   }
   $('#library-field').hidden = false;
@@ -42,7 +46,8 @@ createForm.addEventListener('submit', async (event) => {
     }
     body.video = parsed.video;
   } else if (fromLibrary) {
-    body.video = { kind: 'url', url: fromLibrary };
+    const subtitles = library.get(fromLibrary)?.subtitles;
+    body.video = Array.isArray(subtitles) && subtitles.length ? { kind: 'url', url: fromLibrary, subtitles } : { kind: 'url', url: fromLibrary };
   }
   const button = $('#create-button');
   button.disabled = true;

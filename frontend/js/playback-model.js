@@ -9,6 +9,30 @@
 export const MIN_RATE = 0.25;
 export const MAX_RATE = 4;
 const YOUTUBE_ID = /^[A-Za-z0-9_-]{11}$/;
+/** A library path: `/media/` and one or more non-empty names (an HLS folder's playlist is two). */
+const LIBRARY_URL = /^\/media\/(?!\.)[^/]+(\/(?!\.)[^/]+)*$/;
+const MAX_SUBTITLES = 16;
+
+function isPlayableUrl(url) {
+  return typeof url === 'string' && (/^https?:\/\//i.test(url) || LIBRARY_URL.test(url));
+}
+
+/** Whether a video URL is an HLS stream (a `.m3u8` playlist, query and fragment aside). */
+export function isHlsUrl(url) {
+  return typeof url === 'string' && /\.m3u8$/i.test(url.split(/[?#]/)[0]);
+}
+
+/**
+ * The subtitle tracks of a raw video ([{label, lang, url}]): malformed tracks are dropped
+ * (the server checked them; an odd one must not cost the video itself).
+ */
+function parseSubtitles(raw) {
+  if (!Array.isArray(raw)) return [];
+  return raw
+    .filter((t) => t && typeof t === 'object' && typeof t.label === 'string' && t.label.trim() && isPlayableUrl(t.url))
+    .slice(0, MAX_SUBTITLES)
+    .map((t) => ({ label: t.label, lang: typeof t.lang === 'string' ? t.lang : '', url: t.url }));
+}
 
 /** Returns a clean Video object or null when `video` is not a valid one. */
 export function parseVideo(video) {
@@ -16,9 +40,9 @@ export function parseVideo(video) {
   if (video.kind === 'youtube' && typeof video.id === 'string' && YOUTUBE_ID.test(video.id)) {
     return { kind: 'youtube', id: video.id };
   }
-  if (video.kind === 'url' && typeof video.url === 'string') {
-    const url = video.url;
-    if (/^https?:\/\//i.test(url) || /^\/media\/[^/]+$/.test(url)) return { kind: 'url', url };
+  if (video.kind === 'url' && isPlayableUrl(video.url)) {
+    const subtitles = parseSubtitles(video.subtitles);
+    return subtitles.length ? { kind: 'url', url: video.url, subtitles } : { kind: 'url', url: video.url };
   }
   return null;
 }
@@ -26,7 +50,12 @@ export function parseVideo(video) {
 export function sameVideo(a, b) {
   if (!a || !b) return a === b;
   if (a.kind !== b.kind) return false;
-  return a.kind === 'youtube' ? a.id === b.id : a.url === b.url;
+  return a.kind === 'youtube' ? a.id === b.id : a.url === b.url && sameSubtitles(a.subtitles, b.subtitles);
+}
+
+/** Whether two subtitle lists name the same tracks (a changed list reloads the player's tracks). */
+function sameSubtitles(a = [], b = []) {
+  return a.length === b.length && a.every((t, i) => t.url === b[i].url && t.label === b[i].label && t.lang === b[i].lang);
 }
 
 /** Returns a clean Playback object or null when `raw` is malformed. */

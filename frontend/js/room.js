@@ -22,6 +22,8 @@ const SUMMARY_NAMES = 12;
 const MAX_SYSTEM_LINES = 200;
 /** Seeks by the same person this close together make one line, not a scrolling list. */
 const MERGE_SEEKS_MS = 1000;
+/** How far ← and → move playback. */
+const SEEK_STEP_S = 5;
 /** A hold that ends this close to its timeout ended because of it (the server does not say why). */
 const TIMEOUT_SLACK_MS = 750;
 /**
@@ -52,6 +54,8 @@ const state = {
   muted: false,
   name: '',
   lastErrorCode: null, // the last `error` code from the server, to word a final disconnect
+  library: new Map(), // url → entry of the media library (for the subtitles that go with it)
+  subtitlesOf: null, // the subtitle track list (a player's) that the menu shows
 };
 
 let engine = null;
@@ -468,11 +472,14 @@ function wireControls() {
     const rate = Number(event.target.value);
     if (Number.isFinite(rate)) sendControl({ type: 'rate', rate });
   });
-  $('#mute-button').addEventListener('click', () => {
-    state.muted = !state.muted;
-    if (engine.player) engine.player.setMuted(state.muted);
-    $('#mute-button').textContent = state.muted ? 'Unmute' : 'Mute';
+  $('#mute-button').addEventListener('click', toggleMute);
+  $('#subtitle-select').addEventListener('change', (event) => {
+    // This page only: nobody else's subtitles change.
+    const index = event.target.value === '' ? null : Number(event.target.value);
+    if (engine.player && typeof engine.player.showSubtitle === 'function') engine.player.showSubtitle(index);
   });
+  $('#fullscreen-button').addEventListener('click', toggleFullscreen);
+  document.addEventListener('fullscreenchange', renderFullscreen);
   $('#load-form').addEventListener('submit', (event) => {
     event.preventDefault();
     const parsed = parseVideoInput($('#load-input').value);
@@ -486,7 +493,7 @@ function wireControls() {
   $('#library-select').addEventListener('change', (event) => {
     const url = event.target.value;
     event.target.value = '';
-    if (url) sendControl({ type: 'load', video: { kind: 'url', url } });
+    if (url) sendControl({ type: 'load', video: libraryVideo(url) });
   });
   $('#everyone-toggle').addEventListener('change', (event) => {
     if (!amHost()) return;
@@ -509,7 +516,7 @@ function wireControls() {
   $('#queue-library-select').addEventListener('change', (event) => {
     const url = event.target.value;
     event.target.value = '';
-    if (url) sendQueue({ type: 'queue_add', video: { kind: 'url', url } });
+    if (url) sendQueue({ type: 'queue_add', video: libraryVideo(url) });
   });
   $('#next-button').addEventListener('click', () => sendQueue({ type: 'next' }));
   $('#autoplay-overlay').addEventListener('click', () => {
@@ -525,13 +532,87 @@ function wireControls() {
     else toast('Not connected — your message was not sent.', 'error');
   });
   $('#invite-button').addEventListener('click', copyInvite);
-  document.addEventListener('keydown', (event) => {
-    const typing = event.target instanceof HTMLElement && event.target.closest('input, textarea, select, button');
-    if (event.code === 'Space' && !typing && canControl()) {
+  document.addEventListener('keydown', onKey);
+}
+
+/**
+ * Keyboard shortcuts (listed in the ? tooltip): space plays or pauses, ←/→ seek 5 s, for
+ * those who may control playback; f (fullscreen) and m (mute) act on this page only, for
+ * everyone. Keys typed into a field, or with a modifier, are left alone.
+ */
+function onKey(event) {
+  if (event.ctrlKey || event.altKey || event.metaKey || event.defaultPrevented) return;
+  const target = event.target instanceof HTMLElement ? event.target : null;
+  if (target && target.closest('input, textarea, select, [contenteditable="true"]')) return;
+  // A focused button answers Space and Enter itself.
+  if (event.code === 'Space' && target && target.closest('button')) return;
+  const playback = engine && engine.model.current;
+  const hasVideo = !!(playback && playback.video);
+  switch (event.key) {
+    case ' ':
+      if (!canControl()) return;
       event.preventDefault();
       togglePlay();
+      break;
+    case 'ArrowLeft':
+    case 'ArrowRight': {
+      if (!canControl() || !hasVideo) return;
+      event.preventDefault();
+      const from = engine.player && engine.playerReady ? engine.player.currentTime() : engine.expectedPosition();
+      if (!Number.isFinite(from)) return;
+      const duration = engine.player && engine.playerReady ? engine.player.duration() : NaN;
+      let to = Math.max(0, from + (event.key === 'ArrowLeft' ? -SEEK_STEP_S : SEEK_STEP_S));
+      if (Number.isFinite(duration)) to = Math.min(to, duration);
+      sendControl({ type: 'seek', position: to });
+      break;
     }
-  });
+    case 'f':
+    case 'F':
+      event.preventDefault();
+      toggleFullscreen();
+      break;
+    case 'm':
+    case 'M':
+      event.preventDefault();
+      toggleMute();
+      break;
+    default:
+  }
+}
+
+function toggleMute() {
+  state.muted = !state.muted;
+  if (engine.player) engine.player.setMuted(state.muted);
+  $('#mute-button').textContent = state.muted ? 'Unmute' : 'Mute';
+}
+
+/** Fullscreen for the player area (picture and controls); the sync engine runs on untouched. */
+function toggleFullscreen() {
+  if (document.fullscreenElement) {
+    document.exitFullscreen().catch(() => {});
+    return;
+  }
+  const area = $('#player-area');
+  if (!area.requestFullscreen) {
+    toast('This browser cannot show the player fullscreen.', 'error');
+    return;
+  }
+  area.requestFullscreen().catch((error) => toast(`Fullscreen was refused: ${error.message}`, 'error'));
+}
+
+function renderFullscreen() {
+  const on = document.fullscreenElement === $('#player-area');
+  const button = $('#fullscreen-button');
+  button.setAttribute('aria-label', on ? 'Exit fullscreen' : 'Fullscreen');
+  button.title = on ? 'Exit fullscreen (f)' : 'Fullscreen (f)';
+  button.classList.toggle('active', on);
+}
+
+/** A library video to load or queue: its URL, with the subtitles the library pairs with it. */
+function libraryVideo(url) {
+  const entry = state.library.get(url);
+  const subtitles = entry && Array.isArray(entry.subtitles) ? entry.subtitles : [];
+  return subtitles.length ? { kind: 'url', url, subtitles } : { kind: 'url', url };
 }
 
 async function copyInvite() {
@@ -551,6 +632,7 @@ async function copyInvite() {
 async function fillLibrary() {
   const result = await listMedia();
   if (!result.ok || !Array.isArray(result.data)) return;
+  for (const item of result.data) if (item && typeof item.url === 'string') state.library.set(item.url, item);
   for (const select of [$('#library-select'), $('#queue-library-select')]) {
     for (const item of result.data) {
       select.append(h('option', { value: item.url }, `${item.name}${item.size ? ` · ${formatBytes(item.size)}` : ''}`));
@@ -607,6 +689,8 @@ function renderControls() {
   for (const id of ['#play-button', '#seek-bar', '#rate-select']) $(id).disabled = !allowed || !hasVideo;
   for (const id of ['#load-input', '#load-button', '#library-select']) $(id).disabled = !allowed;
   $('#host-tools').classList.toggle('disabled', !allowed);
+  $('#keys-help-note').textContent = allowed ? '' : 'Space and ←/→ work for those who control playback.';
+  renderSubtitleMenu();
   const toggle = $('#everyone-toggle');
   toggle.checked = state.room.control === 'everyone';
   toggle.disabled = !amHost() || state.connection !== 'open';
@@ -641,6 +725,22 @@ function renderControls() {
     rateSelect.value = value;
   }
   renderQueue();
+}
+
+/** The subtitle menu lists the current player's tracks; a new video starts with them off. */
+function renderSubtitleMenu() {
+  const player = engine && engine.player;
+  const tracks = player && Array.isArray(player.subtitles) ? player.subtitles : [];
+  // The player replaces its list when it loads a video: a new list is a new menu.
+  if (state.subtitlesOf === tracks) return;
+  state.subtitlesOf = tracks;
+  const select = $('#subtitle-select');
+  setChildren(select, [
+    h('option', { value: '' }, 'Subtitles off'),
+    ...tracks.map((track, i) => h('option', { value: String(i) }, track.label)),
+  ]);
+  select.value = '';
+  select.hidden = tracks.length === 0;
 }
 
 /** Everything that follows the playback clock, refreshed several times a second. */
@@ -1048,6 +1148,14 @@ function exposeTestHook() {
       autoplayBlocked: engine.autoplayBlocked,
       driftMs: engine.lastDriftMs,
       startLeadMs: engine.startLeadMs,
+      startLeads: copy(engine.startLeads),
+      startKind: engine.player ? engine.startKind : null,
+      /** How the player plays the video: 'file', 'native-hls', 'hls.js' or 'youtube'. */
+      playerEngine: engine.player ? engine.player.engine || engine.player.kind : null,
+      subtitles: engine.player && Array.isArray(engine.player.subtitles)
+        ? { tracks: copy(engine.player.subtitles), shown: engine.player.subtitleShown, cues: engine.player.activeCueTexts() }
+        : null,
+      fullscreen: document.fullscreenElement ? document.fullscreenElement.id || true : null,
       arrivalLeadMs: engine.arrivalLeadMs,
       lastStart: copy(engine.lastStart),
       clockOffsetMs: engine.clock.offsetMs,

@@ -15,15 +15,31 @@ export const STATUS_INTERVAL_MS = 1000;
 /** Paused or waiting players are moved when they sit further than this from the target. */
 export const PAUSED_TOLERANCE_MS = 40;
 /**
- * Time from play() until the media position starts moving. Chromium's <video> takes about
- * 80-100 ms here; each start measures the miss and adjusts this per player.
+ * Time from play() until the media position moves as if it had started then, for each kind
+ * of start (`player.startKind`): a freshly loaded element, one moved by a seek since it last
+ * played, and one resumed where it paused. Measured in Chromium 156 here: about 55-90 ms for
+ * the first two, but about 0 for a resumed element, whose position jumps ahead at play() by
+ * the audio it had buffered when it paused (the media clock's offset). Each start measures
+ * its miss and adjusts the figure of its own kind, per player.
  */
 export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
+export const INITIAL_RESUMED_LEAD_MS = { fine: 0, coarse: 0 };
+export const START_KINDS = Object.freeze(['fresh', 'seeked', 'resumed']);
 export const MAX_START_LEAD_MS = 500;
 /** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
 export const START_LEAD_LEARNING = 0.5;
-/** A start is judged (and corrected) only after this long, once the media moves steadily. */
-export const START_SETTLE_MS = 300;
+/** A start is judged (and corrected) this long after the anchor, once the media moves steadily. */
+export const START_SETTLE_MS = 150;
+/**
+ * The miss measured then is removed by a rate change over this long (a few ms in a few
+ * hundred ms is a rate change of about 1-3 %, which nobody hears), at most START_TRIM_MAX.
+ */
+export const START_TRIM_MS = 400;
+export const START_TRIM_MAX = 0.08;
+/** Misses smaller than this are left alone. */
+export const START_TRIM_MIN_MS = 4;
+/** A paused player waiting for a scheduled start is moved when further than this from it. */
+export const START_POSITION_TOLERANCE_MS = 40;
 /** A late joiner's media may be this far behind its ideal pre-start position before it seeks again. */
 export const PRESTART_TOLERANCE_MS = 15;
 /** Extra distance a late joiner seeks ahead by, then waits out (seek time varies; a wait is exact). */
@@ -73,8 +89,10 @@ export class SyncEngine {
     this.lastError = null;
     this.arrivalLeadMs = null;
     this.lastStart = null;
-    this.startLeadMs = INITIAL_START_LEAD_MS.fine;
+    this.startLeads = initialLeads(true); // learned start latency (ms) per kind of start
+    this.startsLearned = { fresh: 0, seeked: 0, resumed: 0 }; // how many starts taught each
     this.startCheck = null; // {at}: when to measure how well the last start hit the clock
+    this.startTrim = null; // {until}: a rate correction of the last start's miss runs until then
     this.prestartSeeks = 0;
     this.connected = false;
     this.everConnected = false;
@@ -90,6 +108,17 @@ export class SyncEngine {
     this.flipTokens = FLIP_REPORT_BURST;
     this.flipTokensAt = now();
     this.durationReportedFor = null; // the player whose duration went out as media_info
+  }
+
+  /** How the player's next play() starts ('fresh', 'seeked' or 'resumed'). */
+  get startKind() {
+    const kind = this.player && this.player.startKind;
+    return START_KINDS.includes(kind) ? kind : 'seeked';
+  }
+
+  /** The start latency this player needs for its next start (ms). */
+  get startLeadMs() {
+    return this.startLeads[this.startKind];
   }
 
   // ---- connection lifecycle -------------------------------------------------
@@ -216,12 +245,18 @@ export class SyncEngine {
     }
     const untilStart = playback.anchor - serverMs;
     const lead = this.startLeadMs / playback.rate;
+    // A paused player standing a little off the start position (a pause lands where each
+    // page happened to be) starts that much later or earlier instead of seeking: a seek
+    // would change how it starts, and waiting is exact.
+    const offStartMs = ((actual - playback.position) * 1000) / playback.rate;
+    const standsAheadMs = this.player.paused() && untilStart > 0 && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
+    const untilPlay = untilStart - lead + standsAheadMs;
     // (Within a millisecond of the play moment counts as there: timers are not finer.)
-    if (untilStart - lead > 1) {
+    if (untilPlay > 1) {
       // Scheduled start: stand ready at the start position, and call play() early by the
       // time this player needs to get moving, so the media starts moving at the anchor.
-      this.holdAt(playback.position, playback.rate, (actual - playback.position) * 1000);
-      const untilPlay = untilStart - lead;
+      this.holdAt(playback.position, playback.rate, offStartMs * playback.rate, START_POSITION_TOLERANCE_MS);
+      if (this.busy) return; // a seek to the start position is in flight; it ticks again when done
       const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
       this.restartTimer('start', delay, () => this.tick());
       return;
@@ -239,9 +274,18 @@ export class SyncEngine {
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
     this.inStep = true; // playing along now, so from here on its buffering may hold the room
     if (this.startCheck !== null) {
-      // Leave a fresh start alone until it has settled, then learn how late (or early) it was.
+      // Leave a fresh start alone until it has settled, then learn how late (or early) it
+      // was and take the miss out at once with a short rate change.
       if (this.now() < this.startCheck.at) return;
       this.learnStartLead(driftMs);
+      this.trimStart(driftMs, playback.rate);
+      return;
+    }
+    if (this.startTrim !== null) {
+      if (this.now() < this.startTrim.until) return;
+      this.startTrim = null;
+      this.player.setRate(playback.rate);
+      this.controller.reset();
     }
     const decision = this.controller.update(driftMs, playback.rate, this.now());
     this.lastDriftMs = decision.driftMs;
@@ -252,12 +296,13 @@ export class SyncEngine {
     }
   }
 
-  holdAt(position, rate, driftMs) {
+  holdAt(position, rate, driftMs, toleranceMs = PAUSED_TOLERANCE_MS) {
     this.startCheck = null;
+    this.startTrim = null;
     if (!this.player.paused()) this.player.pause();
     this.player.setRate(rate);
     this.controller.reset();
-    if (Math.abs(driftMs) > PAUSED_TOLERANCE_MS) this.seekTo(() => position, { measure: false });
+    if (Math.abs(driftMs) > toleranceMs) this.seekTo(() => position, { measure: false });
   }
 
   startPlaying(expected, rate, driftMs) {
@@ -286,12 +331,29 @@ export class SyncEngine {
     this.prestartSeeks = 0;
     this.player.setRate(rate);
     this.controller.reset();
+    this.startTrim = null;
     const serverMs = this.serverNow();
-    // Diagnostics: when play() was called relative to the start time, and where the media stood.
-    this.lastStart = { beforeAnchorMs: this.model.current.anchor - serverMs, driftMs, leadMs: this.startLeadMs };
+    // Where the media stood when play() was called, measured now rather than at the tick
+    // that decided to start (a wait may have passed since).
+    const standing = (this.player.currentTime() - this.expectedPosition(serverMs)) * 1000;
+    const beforeAnchorMs = this.model.current.anchor - serverMs;
+    // How this start went, for learning (and diagnostics): when play() was called relative
+    // to the start time, where the media stood, and which kind of start it was.
+    this.lastStart = { beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
+    const player = this.player;
     this.runPlay().then(() => {
-      if (!this.player.paused()) this.startCheck = { at: this.now() + START_SETTLE_MS };
+      if (this.player !== player || player.paused()) return;
+      // Judged once the media should have been moving steadily for a while.
+      this.startCheck = { at: this.now() + Math.max(0, beforeAnchorMs) + START_SETTLE_MS };
     });
+  }
+
+  /** Removes a start's miss by a short rate change, then hands over to the controller. */
+  trimStart(missMs, rate) {
+    if (!Number.isFinite(missMs) || Math.abs(missMs) < START_TRIM_MIN_MS || Math.abs(missMs) >= this.controller.tuning.seekThresholdMs || !this.player.fineRate) return;
+    const nudge = Math.max(-START_TRIM_MAX, Math.min(START_TRIM_MAX, -missMs / START_TRIM_MS));
+    this.player.setRate(rate * (1 + nudge));
+    this.startTrim = { until: this.now() + Math.abs(missMs / nudge) };
   }
 
   /**
@@ -317,8 +379,13 @@ export class SyncEngine {
     if (!start || !Number.isFinite(missMs)) return;
     const rate = this.model.current ? this.model.current.rate : 1;
     const latency = Math.max(0, start.beforeAnchorMs) + (start.driftMs - missMs) / rate;
-    if (!Number.isFinite(latency) || latency < 0 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
-    this.startLeadMs += (latency - this.startLeadMs) * START_LEAD_LEARNING;
+    // A resumed element may jump ahead by more than it waits: its lead can be below zero.
+    if (!Number.isFinite(latency) || latency < -MAX_START_LEAD_MS / 2 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
+    const kind = START_KINDS.includes(start.kind) ? start.kind : 'seeked';
+    // The first start of a kind replaces the guess; later ones are averaged in.
+    const weight = this.startsLearned[kind] === 0 ? 1 : START_LEAD_LEARNING;
+    this.startLeads[kind] += (latency - this.startLeads[kind]) * weight;
+    this.startsLearned[kind] += 1;
   }
 
   /** Calls player.play(); returns its promise. Also used from a user gesture to lift an autoplay block. */
@@ -388,6 +455,7 @@ export class SyncEngine {
     this.playerVideo = video;
     this.busy = false;
     this.startCheck = null;
+    this.startTrim = null;
     this.lastError = null;
     this.controller.reset();
     if (!video) {
@@ -407,7 +475,8 @@ export class SyncEngine {
     if (kindChanged) {
       // Learned latencies carry over between videos of the same kind of player.
       this.controller = new CorrectionController(player.fineRate ? HTML5_TUNING : YOUTUBE_TUNING);
-      this.startLeadMs = player.fineRate ? INITIAL_START_LEAD_MS.fine : INITIAL_START_LEAD_MS.coarse;
+      this.startLeads = initialLeads(player.fineRate);
+      this.startsLearned = { fresh: 0, seeked: 0, resumed: 0 };
     }
     this.onChange(this);
     Promise.resolve(player.load(video)).then(
@@ -536,6 +605,12 @@ export class SyncEngine {
     this.player = null;
     this.playerReady = false;
   }
+}
+
+/** The start leads a new kind of player begins with, per kind of start. */
+function initialLeads(fineRate) {
+  const which = fineRate ? 'fine' : 'coarse';
+  return { fresh: INITIAL_START_LEAD_MS[which], seeked: INITIAL_START_LEAD_MS[which], resumed: INITIAL_RESUMED_LEAD_MS[which] };
 }
 
 function round1(x) {

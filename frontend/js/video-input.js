@@ -32,7 +32,7 @@ export function parseVideoInput(text) {
   const input = String(text ?? '').trim();
   if (!input) return { error: 'Paste a YouTube link or id, or a video URL.' };
   if (YOUTUBE_ID.test(input) && !input.includes('.')) return { video: { kind: 'youtube', id: input } };
-  if (/^\/media\/[^/?#]+$/.test(input)) return { video: { kind: 'url', url: input } };
+  if (/^\/media\/[^/?#]+(\/[^/?#]+)*$/.test(input)) return { video: { kind: 'url', url: input } };
   let url;
   try {
     url = new URL(/^[a-z][a-z0-9+.-]*:/i.test(input) ? input : `https://${input}`);
@@ -55,7 +55,11 @@ export function describeVideo(video) {
   if (!video || typeof video !== 'object') return 'No video';
   if (video.kind === 'youtube') return `YouTube ${video.id}`;
   if (typeof video.url !== 'string') return 'Unknown video';
-  if (video.url.startsWith('/media/')) return decodeForDisplay(video.url.slice('/media/'.length));
+  if (video.url.startsWith('/media/')) {
+    const names = video.url.slice('/media/'.length).split('/');
+    // An HLS folder's playlist: the folder is what the library calls it.
+    return names.length > 1 ? `${decodeForDisplay(names[0])} (HLS)` : decodeForDisplay(names[0]);
+  }
   try {
     const url = new URL(video.url);
     const name = url.pathname.split('/').filter(Boolean).pop();

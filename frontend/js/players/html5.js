@@ -1,8 +1,37 @@
 // Player for direct media URLs and the media library, on an HTML5 <video>.
 // Native controls are off: every control goes through the room UI, so the element
 // never changes state on its own because a person clicked it.
+// An HLS playlist (`.m3u8`) plays natively where the browser can (Safari, recent Chromium)
+// and through the vendored hls.js (Media Source Extensions) elsewhere; either way the
+// sync engine sees the same <video> element. Subtitle tracks are <track> elements, off
+// until this viewer picks one; their cues follow the element's position, which the engine
+// keeps on the room's clock.
+
+import { isHlsUrl } from '../playback-model.js';
 
 const SEEK_TIMEOUT_MS = 8000;
+const HLS_MODULE = '/vendor/hls.js/hls.min.mjs';
+/** hls.js transmuxes in this worker, loaded from our own origin (no blob: workers needed). */
+const HLS_WORKER = '/vendor/hls.js/hls.worker.js';
+const HLS_MIME = 'application/vnd.apple.mpegurl';
+
+let hlsModule = null;
+
+/** Loads hls.js once per page, only when an HLS video needs it. */
+function loadHls() {
+  if (!hlsModule) {
+    hlsModule = import(HLS_MODULE).then((m) => m.default, (error) => {
+      hlsModule = null;
+      throw error;
+    });
+  }
+  return hlsModule;
+}
+
+/** Whether this browser plays HLS in a plain <video> by itself. */
+export function nativeHls(video = document.createElement('video')) {
+  return video.canPlayType(HLS_MIME) !== '' || video.canPlayType('application/x-mpegURL') !== '';
+}
 
 export class Html5Player {
   constructor(container) {
@@ -14,6 +43,20 @@ export class Html5Player {
     this.video.preload = 'auto';
     this.video.setAttribute('playsinline', '');
     this.waiting = false;
+    /** How the current video plays: 'file', 'native-hls' or 'hls.js'. */
+    this.engine = 'file';
+    /** The hls.js instance while one plays the video. */
+    this.hls = null;
+    /** The video's subtitle tracks ({label, lang, url}) and the one shown (index) or null. */
+    this.subtitles = [];
+    this.subtitleShown = null;
+    /**
+     * How the next play() will start: 'fresh' (never played since loading), 'seeked' (moved
+     * by a seek since it last played) or 'resumed' (paused from playing, not moved since).
+     * Chromium starts the three differently: a resumed element jumps ahead by the audio it
+     * had buffered, so each kind has its own learned start latency (sync-engine.js).
+     */
+    this.startKind = 'fresh';
     /** Set by the sync engine: called whenever the element may have started or stopped waiting for data. */
     this.onBufferingChange = null;
     const changed = () => {
@@ -35,6 +78,49 @@ export class Html5Player {
   }
 
   load(video) {
+    this.setSubtitleTracks(Array.isArray(video.subtitles) ? video.subtitles : []);
+    this.startKind = 'fresh';
+    if (!isHlsUrl(video.url) || nativeHls(this.video)) {
+      if (isHlsUrl(video.url)) this.engine = 'native-hls';
+      return this.loadSource(video.url);
+    }
+    this.engine = 'hls.js';
+    return loadHls().then((Hls) => {
+      if (!Hls.isSupported()) throw new Error('this browser cannot play HLS streams');
+      if (!this.video.isConnected) throw new Error('player closed');
+      const hls = new Hls({ workerPath: HLS_WORKER, enableWorker: true, lowLatencyMode: false, startPosition: 0 });
+      this.hls = hls;
+      return new Promise((resolve, reject) => {
+        const el = this.video;
+        const cleanup = () => {
+          el.removeEventListener('loadedmetadata', onReady);
+          hls.off(Hls.Events.ERROR, onError);
+        };
+        const onReady = () => {
+          cleanup();
+          // Later fatal errors (the network went away mid-stream): try to recover once,
+          // as hls.js advises; what cannot be recovered shows as a stalled player.
+          hls.on(Hls.Events.ERROR, (_event, data) => {
+            if (!data.fatal) return;
+            if (data.type === Hls.ErrorTypes.MEDIA_ERROR) hls.recoverMediaError();
+            else if (data.type === Hls.ErrorTypes.NETWORK_ERROR) hls.startLoad();
+          });
+          resolve();
+        };
+        const onError = (_event, data) => {
+          if (!data.fatal) return;
+          cleanup();
+          reject(new Error(`HLS stream failed (${data.details})`));
+        };
+        el.addEventListener('loadedmetadata', onReady);
+        hls.on(Hls.Events.ERROR, onError);
+        hls.loadSource(video.url);
+        hls.attachMedia(el);
+      });
+    });
+  }
+
+  loadSource(url) {
     return new Promise((resolve, reject) => {
       const el = this.video;
       const cleanup = () => {
@@ -52,9 +138,46 @@ export class Html5Player {
       };
       el.addEventListener('loadedmetadata', onReady);
       el.addEventListener('error', onError);
-      el.src = video.url;
+      el.src = url;
       el.load();
     });
+  }
+
+  /** Replaces the element's <track>s by these; every one starts off. */
+  setSubtitleTracks(tracks) {
+    for (const old of this.video.querySelectorAll('track')) old.remove();
+    this.subtitles = tracks.map((t) => ({ label: t.label, lang: t.lang || '', url: t.url }));
+    this.subtitleShown = null;
+    // A subtitle file on another origin is fetched with CORS (the only way a <track> may
+    // load one); the video itself then needs CORS too, so only then.
+    const crossOrigin = this.subtitles.some((t) => new URL(t.url, location.href).origin !== location.origin);
+    if (crossOrigin) this.video.crossOrigin = 'anonymous';
+    else this.video.removeAttribute('crossorigin');
+    for (const t of this.subtitles) {
+      const track = document.createElement('track');
+      track.kind = 'subtitles';
+      track.label = t.label;
+      if (t.lang) track.srclang = t.lang;
+      track.src = t.url;
+      this.video.append(track);
+    }
+    this.showSubtitle(null);
+  }
+
+  /** Shows subtitle track `index` (of `this.subtitles`), or none with null. Local to this page. */
+  showSubtitle(index) {
+    const tracks = [...this.video.textTracks].filter((t) => t.kind === 'subtitles');
+    this.subtitleShown = Number.isInteger(index) && index >= 0 && index < tracks.length ? index : null;
+    tracks.forEach((track, i) => {
+      track.mode = i === this.subtitleShown ? 'showing' : 'disabled';
+    });
+  }
+
+  /** Text of the cues shown right now (for the page's test hook). */
+  activeCueTexts() {
+    if (this.subtitleShown === null) return [];
+    const track = [...this.video.textTracks].filter((t) => t.kind === 'subtitles')[this.subtitleShown];
+    return track && track.activeCues ? [...track.activeCues].map((cue) => cue.text) : [];
   }
 
   currentTime() {
@@ -84,11 +207,14 @@ export class Html5Player {
   }
 
   pause() {
+    if (!this.video.paused) this.startKind = 'resumed';
     this.video.pause();
   }
 
   seek(seconds) {
     const el = this.video;
+    // Chromium skips a seek to the time a paused element already reports: that is no move.
+    if (Math.abs(seconds - el.currentTime) > 1e-6) this.startKind = 'seeked';
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
@@ -113,6 +239,10 @@ export class Html5Player {
   destroy() {
     this.onBufferingChange = null;
     const el = this.video;
+    if (this.hls) {
+      this.hls.destroy();
+      this.hls = null;
+    }
     el.pause();
     el.removeAttribute('src');
     el.load(); // releases the network connection and decoder
