@@ -45,7 +45,12 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false } = {}) {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
+    // With `resumeJumpMs`, the player behaves like Chromium's <video>: a play() after a
+    // pause with no seek since jumps ahead by that much at once (then waits playLagMs as
+    // any start), and it says which kind its next start is (`startKind`).
+    this.resumeJumpMs = resumeJumpMs;
+    if (resumeJumpMs !== null) this.startKind = 'fresh';
     this.loadMs = loadMs; // how long load() takes
     this.loadFails = loadFails;
     this.clockError = clockError; // the media clock runs this fraction fast (e.g. 0.002)
@@ -124,6 +129,7 @@ export class FakePlayer {
       return Promise.reject(error);
     }
     this.advanceMedia();
+    if (this.resumeJumpMs !== null && this.startKind === 'resumed' && this.isPaused) this.position += this.resumeJumpMs / 1000;
     this.isPaused = false;
     this.movingFrom = this.time.now() + this.playLagMs;
     return Promise.resolve();
@@ -131,11 +137,13 @@ export class FakePlayer {
   pause() {
     this.calls.push(['pause']);
     this.advanceMedia();
+    if (this.resumeJumpMs !== null && !this.isPaused) this.startKind = 'resumed';
     this.isPaused = true;
   }
   seek(seconds) {
     this.calls.push(['seek', seconds]);
     this.advanceMedia();
+    if (this.resumeJumpMs !== null && seconds !== this.position) this.startKind = 'seeked';
     return new Promise((resolve) => {
       this.time.setTimer(() => {
         this.advanceMedia();

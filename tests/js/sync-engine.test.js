@@ -94,6 +94,49 @@ test('the start lead is learned from each start', async () => {
   engine.destroy();
 });
 
+test('each kind of start (fresh, after a seek, resumed after a pause) learns its own lead', async () => {
+  // Like Chromium: 75 ms from play() to motion, but a resumed element first jumps 80 ms ahead.
+  const lagMs = 75;
+  const { time, serverNow, engine, player } = setup({ playLagMs: lagMs, resumeJumpMs: 80 });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 0, seq: 1 }));
+  await time.advance(300);
+  const misses = {};
+  let seq = 2;
+  /** Plays from where the room stands; returns the miss at the anchor + 100 ms (ms, + = early). */
+  const start = async (position) => {
+    const anchor = serverNow() + 500;
+    const kind = engine.startKind;
+    engine.onPlayback(playback({ paused: false, position, anchor, seq: seq++ }));
+    await time.advance(600);
+    const miss = (player().currentTime() - (position + (serverNow() - anchor) / 1000)) * 1000;
+    (misses[kind] ||= []).push(Math.round(miss));
+    await time.advance(1500);
+  };
+  const pause = async () => {
+    const at = player().currentTime();
+    engine.onPlayback(playback({ paused: true, position: at, seq: seq++ }));
+    await time.advance(500);
+    return at;
+  };
+  await start(0); // fresh: never played, never moved
+  for (let i = 0; i < 3; i++) await start(await pause()); // resumed where it paused
+  for (let i = 0; i < 3; i++) {
+    engine.onPlayback(playback({ paused: true, position: 20 + i * 5, seq: seq++ }));
+    await time.advance(500);
+    await start(20 + i * 5); // after a seek
+  }
+  assert.deepEqual(Object.keys(misses).sort(), ['fresh', 'resumed', 'seeked']);
+  // The first start of a kind may miss (its latency is a guess); the next ones hit.
+  for (const kind of ['resumed', 'seeked']) {
+    assert.ok(misses[kind].slice(1).every((m) => Math.abs(m) <= 3), `${kind} starts hit the anchor after the first (${misses[kind]})`);
+  }
+  assert.ok(Math.abs(engine.startLeads.resumed - (lagMs - 80)) < 3, `resumed lead ${engine.startLeads.resumed}`);
+  assert.ok(Math.abs(engine.startLeads.seeked - lagMs) < 3, `seeked lead ${engine.startLeads.seeked}`);
+  engine.destroy();
+});
+
 test('a media clock running fast is held in sync by rate alone', async () => {
   const { time, serverNow, engine, player } = setup({ clockError: 0.004, playLagMs: INITIAL_START_LEAD_MS.fine });
   engine.onConnected();
