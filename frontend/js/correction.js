@@ -9,7 +9,7 @@
 //       rate = roomRate * (1 - sign(drift) * gain * (|drift| - settle))
 //   clamped to ±maxNudge. The nudge shrinks smoothly to zero as the gap closes
 //   instead of switching on and off; the only step is the small one on engaging
-//   (gain * (deadBand - settle) = 0.48 %).
+//   (gain * (deadBand - settle) = 0.28 %).
 //   |drift| >= seekAt: seek to the expected position plus the measured seek
 //   latency, then let the rate nudge take the remainder.
 // Players with coarse rates only (YouTube): seek when the smoothed drift exceeds a wider
@@ -17,9 +17,11 @@
 
 export const HTML5_TUNING = Object.freeze({
   fineRate: true,
-  deadBandMs: 8,
+  // 5 ms: with pitch-free nudges (players/html5.js) engaging the rate costs no clock step,
+  // so a page is held closer; currentTime's read noise (about 1 ms) stays well inside.
+  deadBandMs: 5,
   /** Correction stops once the drift is this small. */
-  settleMs: 2,
+  settleMs: 1.5,
   /** Relative rate change per second of drift: 50 ms off → 3.8 %, a time constant of 1.25 s. */
   gainPerSecond: 0.8,
   maxNudge: 0.08,

@@ -1160,6 +1160,7 @@ function exposeTestHook() {
       lastStart: copy(engine.lastStart),
       clockOffsetMs: engine.clock.offsetMs,
       rttMs: engine.clock.rttMs,
+      clockSamples: engine.clock.samples.length,
       participants: copy(state.roster.list()),
       count: state.roster.count,
       chat: state.chatIds.size,

@@ -17,29 +17,37 @@ export const PAUSED_TOLERANCE_MS = 40;
 /**
  * Time from play() until the media position moves as if it had started then, for each kind
  * of start (`player.startKind`): a freshly loaded element, one moved by a seek since it last
- * played, and one resumed where it paused. Measured in Chromium 156 here: about 55-90 ms for
- * the first two, but about 0 for a resumed element, whose position jumps ahead at play() by
+ * played, and one resumed where it paused. Measured in Chromium 156 here: 78-101 ms, about
+ * 85 on average, for the first two, but about 0 for a resumed element, whose position jumps ahead at play() by
  * the audio it had buffered when it paused (the media clock's offset). Each start measures
  * its miss and adjusts the figure of its own kind, per player.
  */
-export const INITIAL_START_LEAD_MS = { fine: 80, coarse: 0 };
+export const INITIAL_START_LEAD_MS = { fine: 85, coarse: 0 };
 export const INITIAL_RESUMED_LEAD_MS = { fine: 0, coarse: 0 };
 export const START_KINDS = Object.freeze(['fresh', 'seeked', 'resumed']);
 export const MAX_START_LEAD_MS = 500;
 /** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
 export const START_LEAD_LEARNING = 0.5;
-/** A start is judged (and corrected) this long after the anchor, once the media moves steadily. */
-export const START_SETTLE_MS = 150;
+/**
+ * A start is judged (and corrected) this long after the anchor, or later once the media is
+ * seen moving steadily (START_MOTION_LOOK_MS apart).
+ */
+export const START_SETTLE_MS = 40;
 /**
  * The miss measured then is removed by a rate change over this long (a few ms in a few
  * hundred ms is a rate change of about 1-3 %, which nobody hears), at most START_TRIM_MAX.
  */
-export const START_TRIM_MS = 400;
+export const START_TRIM_MS = 250;
 export const START_TRIM_MAX = 0.08;
+/** How often a start's motion is looked at before it is judged, and for how long at most. */
+export const START_MOTION_LOOK_MS = 20;
+export const START_MOTION_WAIT_MS = 400;
 /** Misses smaller than this are left alone. */
 export const START_TRIM_MIN_MS = 4;
 /** A paused player waiting for a scheduled start is moved when further than this from it. */
 export const START_POSITION_TOLERANCE_MS = 40;
+/** ...unless it would resume (see tick): then any distance a seek can still tell apart. */
+export const MOVE_TO_START_TOLERANCE_MS = 0.001;
 /** A late joiner's media may be this far behind its ideal pre-start position before it seeks again. */
 export const PRESTART_TOLERANCE_MS = 15;
 /** Extra distance a late joiner seeks ahead by, then waits out (seek time varies; a wait is exact). */
@@ -246,16 +254,21 @@ export class SyncEngine {
     const untilStart = playback.anchor - serverMs;
     const lead = this.startLeadMs / playback.rate;
     // A paused player standing a little off the start position (a pause lands where each
-    // page happened to be) starts that much later or earlier instead of seeking: a seek
-    // would change how it starts, and waiting is exact.
+    // page happened to be) is moved exactly there if it would resume: Chromium's resumed
+    // element jumps its currentTime ahead by the audio it had buffered (~80 ms) and stands
+    // still until real motion catches up, 100 ms or more after the anchor, so its position
+    // reads wrong just when the start is judged; a seeked start's smaller jump (~20 ms) is
+    // over before the anchor. Otherwise (a fresh or seeked element) it starts that much
+    // later or earlier instead of seeking: waiting is exact.
     const offStartMs = ((actual - playback.position) * 1000) / playback.rate;
-    const standsAheadMs = this.player.paused() && untilStart > 0 && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
+    const moveToStart = this.player.paused() && untilStart > 0 && this.startKind === 'resumed' && this.player.fineRate;
+    const standsAheadMs = this.player.paused() && untilStart > 0 && !moveToStart && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
     const untilPlay = untilStart - lead + standsAheadMs;
     // (Within a millisecond of the play moment counts as there: timers are not finer.)
     if (untilPlay > 1) {
       // Scheduled start: stand ready at the start position, and call play() early by the
       // time this player needs to get moving, so the media starts moving at the anchor.
-      this.holdAt(playback.position, playback.rate, offStartMs * playback.rate, START_POSITION_TOLERANCE_MS);
+      this.holdAt(playback.position, playback.rate, offStartMs * playback.rate, moveToStart ? MOVE_TO_START_TOLERANCE_MS : START_POSITION_TOLERANCE_MS);
       if (this.busy) return; // a seek to the start position is in flight; it ticks again when done
       const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
       this.restartTimer('start', delay, () => this.tick());
@@ -277,6 +290,7 @@ export class SyncEngine {
       // Leave a fresh start alone until it has settled, then learn how late (or early) it
       // was and take the miss out at once with a short rate change.
       if (this.now() < this.startCheck.at) return;
+      if (!this.movingSteadily(actual)) return;
       this.learnStartLead(driftMs);
       this.trimStart(driftMs, playback.rate);
       return;
@@ -341,11 +355,36 @@ export class SyncEngine {
     // to the start time, where the media stood, and which kind of start it was.
     this.lastStart = { beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
     const player = this.player;
+    const calledAt = this.now();
     this.runPlay().then(() => {
       if (this.player !== player || player.paused()) return;
-      // Judged once the media should have been moving steadily for a while.
-      this.startCheck = { at: this.now() + Math.max(0, beforeAnchorMs) + START_SETTLE_MS };
+      // Judged once the media should have been moving steadily for a while, on a timer of
+      // its own: the next regular tick may be up to TICK_MS later, and every ms the miss
+      // stands counts against the start.
+      const at = calledAt + Math.max(0, beforeAnchorMs) + START_SETTLE_MS;
+      this.startCheck = { at };
+      this.restartTimer('start', Math.max(0, at - this.now()), () => this.tick());
     });
+  }
+
+  /**
+   * Whether the media has moved at about its rate since the last look. Chromium's
+   * currentTime often jumps ahead at play() and then stands still until real motion
+   * catches up with it; a miss read then would be wrong. If not moving yet, looks again
+   * shortly (judging anyway once START_MOTION_WAIT_MS have passed).
+   */
+  movingSteadily(actual) {
+    const check = this.startCheck;
+    const now = this.now();
+    const last = check.seen;
+    check.seen = { at: now, position: actual };
+    if (now - check.at >= START_MOTION_WAIT_MS) return true;
+    if (last && now - last.at >= START_MOTION_LOOK_MS / 2) {
+      const movedMs = (actual - last.position) * 1000;
+      if (movedMs >= (now - last.at) * 0.5) return true;
+    }
+    this.restartTimer('start', START_MOTION_LOOK_MS, () => this.tick());
+    return false;
   }
 
   /** Removes a start's miss by a short rate change, then hands over to the controller. */
@@ -353,7 +392,10 @@ export class SyncEngine {
     if (!Number.isFinite(missMs) || Math.abs(missMs) < START_TRIM_MIN_MS || Math.abs(missMs) >= this.controller.tuning.seekThresholdMs || !this.player.fineRate) return;
     const nudge = Math.max(-START_TRIM_MAX, Math.min(START_TRIM_MAX, -missMs / START_TRIM_MS));
     this.player.setRate(rate * (1 + nudge));
-    this.startTrim = { until: this.now() + Math.abs(missMs / nudge) };
+    const tookMs = Math.abs(missMs / nudge) / rate;
+    this.startTrim = { until: this.now() + tookMs };
+    // Ended on time, not at the next regular tick (which would overshoot by up to TICK_MS).
+    this.restartTimer('start', tookMs, () => this.tick());
   }
 
   /**
@@ -382,8 +424,9 @@ export class SyncEngine {
     // A resumed element may jump ahead by more than it waits: its lead can be below zero.
     if (!Number.isFinite(latency) || latency < -MAX_START_LEAD_MS / 2 || latency > MAX_START_LEAD_MS) return; // a stall, not a start
     const kind = START_KINDS.includes(start.kind) ? start.kind : 'seeked';
-    // The first start of a kind replaces the guess; later ones are averaged in.
-    const weight = this.startsLearned[kind] === 0 ? 1 : START_LEAD_LEARNING;
+    // Averaged in, the first one too: in Chromium one start of a kind differs from the
+    // next by up to ±15 ms, so one start alone is no better a guess than the prior.
+    const weight = START_LEAD_LEARNING;
     this.startLeads[kind] += (latency - this.startLeads[kind]) * weight;
     this.startsLearned[kind] += 1;
   }

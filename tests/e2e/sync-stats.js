@@ -38,6 +38,17 @@ export function analyseStart(label, samplesByPage, playback, serverMinusReal, st
       console.log(`# trace ${label} +${Math.round(t - startReal)} ms: ${values.map((v) => ((v - expected) * 1000).toFixed(1)).join('  ')}`);
     }
   }
+  // WT_SYNC_RAW=1 prints every sample around the start (ms from the anchor: error vs the
+  // room clock / the page's own drift reading), to see how each page got moving.
+  if (process.env.WT_SYNC_RAW) {
+    samplesByPage.forEach((samples, i) => {
+      const rows = samples.filter((r) => r[0] >= startReal - 120 && r[0] <= startReal + 900 && r[1] !== null).map((r) => {
+        const expected = playback.position + (Math.max(0, r[0] + serverMinusReal - playback.anchor) / 1000) * playback.rate;
+        return `${Math.round(r[0] - startReal)}:${((r[1] - expected) * 1000).toFixed(0)}/${r[4] === null ? '-' : Math.round(r[4])}`;
+      });
+      console.log(`# raw ${label} page ${i}: ${rows.join(' ')}`);
+    });
+  }
   spreads.sort((a, b) => a - b);
   settled.sort((a, b) => a - b);
   // How far each page's media moved over the window (s): proves they were all playing.

@@ -13,6 +13,7 @@ import {
   waitInPage, waitPlayingNear, waitState, waitUntilReal, withCleanup,
 } from './harness.js';
 import { analyseStart, reportStart } from './sync-stats.js';
+import { BURST_COUNT } from '../../frontend/js/clock.js';
 
 const CLOCK_SHIFT_MS = -4_750; // this page believes it is almost five seconds earlier
 const PROXY_DELAY_MS = 40;
@@ -44,8 +45,8 @@ test('three pages (shifted clock, delayed link) start together: first start, see
   const pages = [host, shifted, delayed];
   const names = ['host (direct)', `shifted clock (${CLOCK_SHIFT_MS} ms)`, `delayed link (${PROXY_DELAY_MS}±${PROXY_JITTER_MS} ms each way)`];
   for (const page of pages) {
-    // Wait for a settled clock estimate (the initial ping burst) and a loaded player.
-    await waitState(page, (s) => s.playerReady && s.participants.length === 3 && s.rttMs !== null && s.playback.paused);
+    // Wait for a settled clock estimate (the whole initial ping burst) and a loaded player.
+    await waitState(page, (s, burst) => s.playerReady && s.participants.length === 3 && s.clockSamples >= burst && s.playback.paused, BURST_COUNT);
   }
   const delayedRtt = (await stateOf(delayed)).rttMs;
   assert.ok(delayedRtt >= 2 * PROXY_DELAY_MS - 2 * PROXY_JITTER_MS, `the proxy adds latency (rtt ${delayedRtt} ms)`);

@@ -4,7 +4,7 @@ import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from '../../fronte
 
 test('inside the dead band the room rate is kept', () => {
   const c = new CorrectionController(HTML5_TUNING);
-  for (const drift of [0, 1, -5, 7]) {
+  for (const drift of [0, 1, -(HTML5_TUNING.deadBandMs - 1), HTML5_TUNING.deadBandMs - 0.5]) {
     c.reset();
     const d = c.update(drift, 1.5, 0);
     assert.equal(d.action, 'rate');
@@ -19,7 +19,8 @@ test('small drift nudges the rate proportionally and in the right direction', ()
   assert.ok(ahead.rate < 1, 'ahead slows down');
   assert.ok(behind.rate > 1, 'behind speeds up');
   assert.ok(further.rate > behind.rate, 'larger drift, larger nudge');
-  assert.ok(Math.abs(ahead.rate - (1 - 0.8 * 0.048)) < 1e-9, `50 ms → 3.84 % (got ${ahead.rate})`);
+  const expected = 1 - HTML5_TUNING.gainPerSecond * ((50 - HTML5_TUNING.settleMs) / 1000);
+  assert.ok(Math.abs(ahead.rate - expected) < 1e-9, `50 ms → ${((1 - expected) * 100).toFixed(2)} % (got ${ahead.rate})`);
 });
 
 test('the nudge is bounded and scales with the room rate', () => {

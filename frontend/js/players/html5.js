@@ -10,6 +10,8 @@
 import { isHlsUrl } from '../playback-model.js';
 
 const SEEK_TIMEOUT_MS = 8000;
+/** Rates further than this from 1.0 are a room's chosen speed, not a sync nudge (max 8 %). */
+const PITCH_KEPT_BEYOND = 0.1;
 const HLS_MODULE = '/vendor/hls.js/hls.min.mjs';
 /** hls.js transmuxes in this worker, loaded from our own origin (no blob: workers needed). */
 const HLS_WORKER = '/vendor/hls.js/hls.worker.js';
@@ -42,6 +44,7 @@ export class Html5Player {
     this.video.playsInline = true;
     this.video.preload = 'auto';
     this.video.setAttribute('playsinline', '');
+    this.video.preservesPitch = false; // see setRate
     this.waiting = false;
     /** How the current video plays: 'file', 'native-hls' or 'hls.js'. */
     this.engine = 'file';
@@ -229,6 +232,14 @@ export class Html5Player {
   }
 
   setRate(rate) {
+    // Chromium's pitch-keeping time stretch moves the media clock about 20 ms back each
+    // time the rate leaves 1.0 (measured: -18 to -21 ms per engage, ~0 on return), which
+    // turns every sync nudge around 1.0 into a new 20 ms error. Plain resampling has no
+    // such step (under 2 ms); its pitch change during a nudge of a few percent is slight.
+    // A room playing at another speed keeps its pitch: the stretch is engaged throughout
+    // and nudges around that rate step by only ~1 ms.
+    const keepPitch = Math.abs(rate - 1) > PITCH_KEPT_BEYOND;
+    if (this.video.preservesPitch !== keepPitch) this.video.preservesPitch = keepPitch;
     if (Math.abs(this.video.playbackRate - rate) > 1e-4) this.video.playbackRate = rate;
   }
 
