@@ -284,6 +284,15 @@ export class SyncEngine {
       this.startPlaying(expected, playback.rate, driftMs);
       return;
     }
+    if (untilStart > 0 && Math.abs(driftMs) >= this.controller.tuning.seekThresholdMs && this.player.fineRate) {
+      // A start (a seek while playing) that came too late to be scheduled, while this page
+      // still plays somewhere else entirely. A seek while playing would run on before the
+      // anchor and land tens of ms early; instead stop and start like a late joiner, from
+      // where the room will be.
+      this.player.pause();
+      this.startPlaying(expected, playback.rate, driftMs);
+      return;
+    }
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
     this.inStep = true; // playing along now, so from here on its buffering may hold the room
     if (this.startCheck !== null) {
@@ -323,17 +332,25 @@ export class SyncEngine {
     if (this.autoplayBlocked) return;
     const lead = this.startLeadMs;
     const playback = this.model.current;
-    if (this.serverNow() >= playback.anchor) {
-      // The room is already running (a late joiner, a reload, a reconnect). After play() the
-      // media stands still for about `lead` ms, so it must stand that far ahead of the room.
-      const excessMs = driftMs - lead * rate; // media ms beyond where play() should find it
+    const nowMs = this.serverNow();
+    // Standing somewhere other than the start position while the start is too close for a
+    // scheduled play() (a start that came late, or a late joiner's seek ahead below): the
+    // room will be running by the time the media moves, so this is a late join too.
+    const offStart = nowMs < playback.anchor && Math.abs(this.player.currentTime() - playback.position) * 1000 > START_POSITION_TOLERANCE_MS;
+    if (nowMs >= playback.anchor || offStart) {
+      // The room is already running (a late joiner, a reload, a reconnect), or will be when
+      // this player moves. After play() the media stands still for about `lead` ms, so it
+      // must stand ahead of the room by as much as the room moves meanwhile.
+      const roomMovesMs = (this.expectedPosition(nowMs + lead) - this.expectedPosition(nowMs)) * 1000;
+      const excessMs = driftMs - roomMovesMs; // media ms beyond where play() should find it
       const tooFarBehind = excessMs < -PRESTART_TOLERANCE_MS;
       const tooFarAhead = excessMs > this.controller.tuning.seekThresholdMs;
       if ((tooFarBehind || tooFarAhead) && this.prestartSeeks < MAX_PRESTART_SEEKS) {
         // Aim a little further ahead than needed and then wait: waiting is exact, seeking is not.
         this.prestartSeeks += 1;
-        const aheadMs = this.controller.seekLatencyMs + lead + PRESTART_MARGIN_MS;
-        this.seekTo(() => this.expectedPosition() + (aheadMs / 1000) * rate);
+        // After this seek the player starts as a seeked one, whatever it was before.
+        const aheadMs = this.controller.seekLatencyMs + this.startLeads.seeked + PRESTART_MARGIN_MS;
+        this.seekTo(() => this.expectedPosition(this.serverNow() + aheadMs));
         return;
       }
       if (excessMs > 1 && !tooFarAhead) {

@@ -167,6 +167,26 @@ test('a paused page that would resume is first moved exactly to the start positi
   engine.destroy();
 });
 
+test('a seek while playing that arrives too late to be scheduled is started like a late join, not run into early', async () => {
+  const { time, serverNow, engine, player } = setup({ playLagMs: INITIAL_START_LEAD_MS.fine, seekMs: 40 });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: false, position: 10, anchor: serverNow() + 300, seq: 1 }));
+  await time.advance(2000);
+  // The seek to 35 s comes 30 ms before its anchor: less than the player needs to get moving.
+  const anchor = serverNow() + 30;
+  engine.onPlayback(playback({ paused: false, position: 35, anchor, seq: 2 }));
+  const errors = [];
+  for (let t = 0; t < 40; t++) {
+    await time.advance(25);
+    errors.push({ paused: player().paused(), ms: (player().currentTime() - (35 + Math.max(0, serverNow() - anchor) / 1000)) * 1000 });
+  }
+  // It waits (paused, ahead) and then plays on the room's line: the last half second is in step.
+  const last = errors.slice(-20);
+  assert.ok(last.every((e) => !e.paused && Math.abs(e.ms) <= 3), `in step from half a second after the anchor (${last.map((e) => e.ms.toFixed(0))})`);
+  engine.destroy();
+});
+
 test('a media clock running fast is held in sync by rate alone', async () => {
   const { time, serverNow, engine, player } = setup({ clockError: 0.004, playLagMs: INITIAL_START_LEAD_MS.fine });
   engine.onConnected();
