@@ -23,13 +23,14 @@ pub struct ConnectionSlot(pub Option<SessionSlot>);
 
 /// Where the app's pages may load things from. The page's own scripts and styles only; the
 /// YouTube IFrame API and its player; videos from anywhere (a room may play any http(s)
-/// URL); no framing by other sites, no plugins, no base-URL games.
+/// URL), and requests to anywhere for them (hls.js fetches an HLS stream's playlist and
+/// segments itself); no framing by other sites, no plugins, no base-URL games.
 pub const CONTENT_SECURITY_POLICY: &str = "default-src 'self'; \
     script-src 'self' https://www.youtube.com https://s.ytimg.com; \
     frame-src https://www.youtube.com https://www.youtube-nocookie.com; \
     img-src 'self' data: https://i.ytimg.com; \
     media-src 'self' http: https: blob:; \
-    connect-src 'self'; \
+    connect-src 'self' http: https:; \
     style-src 'self'; \
     object-src 'none'; \
     base-uri 'none'; \

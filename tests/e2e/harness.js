@@ -323,12 +323,17 @@ export async function startRoom(defer, guestNames = ['Bob']) {
   return { server, browser, host, invite, guests };
 }
 
-/** Creates a room through the landing page UI and returns the host page on the room. */
-export async function createRoomViaLanding(browser, serverUrl, { name = 'Test room', video = '/media/clip-a-60s.mp4', hostName = 'Ann', control = 'host' } = {}) {
+/**
+ * Creates a room through the landing page UI and returns the host page on the room; its first
+ * video is `videoUrl` typed in, else `video` picked from the library.
+ */
+export async function createRoomViaLanding(browser, serverUrl, { name = 'Test room', video = '/media/clip-a-60s.mp4', videoUrl = null, hostName = 'Ann', control = 'host' } = {}) {
   const page = await openRoomPage(browser, `${serverUrl}/`, hostName, { join: false });
   await page.locator('#room-name').fill(name);
   if (control === 'everyone') await page.locator('input[name="control"][value="everyone"]').check();
-  if (video) {
+  if (videoUrl) {
+    await page.locator('#first-video').fill(videoUrl);
+  } else if (video) {
     await page.locator('#library-field:not([hidden])').waitFor({ timeout: WAIT_MS });
     await page.locator('#library-select').selectOption(video);
   }

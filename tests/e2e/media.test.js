@@ -7,8 +7,11 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import http from 'node:http';
+import path from 'node:path';
 import {
-  WAIT_MS, createRoomViaLanding, formatSpread, launchBrowser, openRoomPage, serverMinusReal, spreadStats, startSamplers, startServer,
+  REPO_ROOT, WAIT_MS, createRoomViaLanding, formatSpread, launchBrowser, openRoomPage, serverMinusReal, spreadStats, startSamplers, startServer,
   stateOf, stopSamplers, waitInPage, waitPlayingNear, waitState, waitUntilReal, withCleanup,
 } from './harness.js';
 
@@ -22,6 +25,28 @@ function denyNativeHls() {
   HTMLMediaElement.prototype.canPlayType = function patched(type) {
     return /mpegurl/i.test(String(type)) ? '' : canPlayType.call(this, type);
   };
+}
+
+/**
+ * A site of its own (another origin: another port) serving the library's HLS clip with the
+ * CORS header a public HLS host sends, as the streams people paste in come from elsewhere.
+ */
+async function startOtherSite() {
+  const root = path.join(REPO_ROOT, 'media', 'clip-c-hls');
+  const types = { '.m3u8': 'application/vnd.apple.mpegurl', '.ts': 'video/mp2t' };
+  const server = http.createServer(async (req, res) => {
+    const name = path.basename(new URL(req.url, 'http://x').pathname);
+    try {
+      const body = await readFile(path.join(root, name));
+      res.writeHead(200, { 'Content-Type': types[path.extname(name)] || 'application/octet-stream', 'Access-Control-Allow-Origin': '*' });
+      res.end(body);
+    } catch {
+      res.writeHead(404).end();
+    }
+  });
+  server.listen(0, '127.0.0.1');
+  await new Promise((resolve) => server.once('listening', resolve));
+  return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
 /** Plays from the host, measures the spread over WINDOW_MS from the anchor, prints it. */
@@ -180,5 +205,27 @@ test('subtitles: a cue shows at its time on the page that turned its track on, n
   const help = await viewer.locator('#keys-help-text').innerText();
   for (const key of ['Space', 'f', 'm', '5 s']) assert.ok(help.includes(key), `the help names ${key}: ${help}`);
   assert.match(help, /control playback/);
+  for (const page of pages) assert.deepEqual(page.problems, []);
+}));
+
+test('an HLS stream from another site plays through hls.js (the page may fetch it)', { timeout: 120_000 }, () => withCleanup(async (defer) => {
+  const site = await startOtherSite();
+  defer(() => site.close());
+  const server = await startServer();
+  defer(() => server.stop());
+  const browser = await launchBrowser();
+  defer(() => browser.close());
+
+  const host = await createRoomViaLanding(browser, server.url, { videoUrl: `${site.url}/index.m3u8` });
+  const invite = await host.locator('#invite-link').inputValue();
+  const hlsjs = await openRoomPage(browser, invite, 'Hlsjs', { setupContext: (context) => context.addInitScript(denyNativeHls) });
+  const pages = [host, hlsjs];
+  for (const page of pages) await waitState(page, (s) => s.playerReady && s.participants.length === 2 && s.playback.paused);
+  assert.equal((await stateOf(hlsjs)).playerEngine, 'hls.js');
+  // hls.js fetches the playlist and segments itself: the page's policy must let it.
+  const before = (await stateOf(host)).playback;
+  await host.locator('#play-button').click();
+  await waitState(host, (s, seq) => s.playback.seq > seq && !s.playback.paused, before.seq);
+  for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
   for (const page of pages) assert.deepEqual(page.problems, []);
 }));
