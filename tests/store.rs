@@ -412,6 +412,27 @@ async fn sqlite_write_behind_records_wait_for_company_and_an_ack_takes_them_alon
 }
 
 #[actix_rt::test]
+async fn sqlite_log_is_checkpointed_into_the_file_outside_the_commits() {
+    let dir = TempDir::new("checkpoint");
+    let (store, _) = sqlite_store(dir.path(), quick_retries());
+    let room = RoomId::new();
+    let file = dir.path().join(sqlite::FILE_NAME);
+    let size = || std::fs::metadata(&file).map_or(0, |m| m.len());
+    let empty = size();
+    // A burst lands in a commit or two: a few dozen pages of log, far below the 1,000 at
+    // which SQLite would checkpoint by itself. Only the checkpointer copies them over.
+    for id in 1..=2000 {
+        store.write(chat(room, id, 10_000), None);
+    }
+    assert_eq!(store.flush(PATIENCE).await, 0);
+    eventually("the chat copied into the database file", || {
+        size() > empty + 100 * 1024
+    })
+    .await;
+    assert_eq!(sqlite_chat_rows(dir.path(), room), 2000);
+}
+
+#[actix_rt::test]
 async fn sqlite_flush_waits_for_every_queued_write() {
     let dir = TempDir::new("flush");
     let (store, _) = sqlite_store(dir.path(), patient());
