@@ -91,9 +91,7 @@ impl RunStore {
             }
         }
     }
-}
 
-impl RunStore {
     /// The store's own process (the redis-server started for the run), whose CPU is part of
     /// what the server's store costs.
     pub fn process(&self) -> Option<u32> {
