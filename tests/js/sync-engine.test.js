@@ -1,42 +1,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { SyncEngine, INITIAL_START_LEAD_MS } from '../../frontend/js/sync-engine.js';
-import { VirtualTime, FakePlayer, settle } from './fakes.js';
+import { ONE_WAY_MS, SERVER_OFFSET, settle, setupEngine } from './fakes.js';
 
 const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
 const OTHER = { kind: 'url', url: '/media/clip-b-30s.mp4' };
-const SERVER_OFFSET = 1_700_000_000_000 + 7_345; // this page's clock is far from the server's
-const ONE_WAY_MS = 15;
-
 /** Wires an engine to a simulated server that answers pings after ONE_WAY_MS each way. */
-function setup(playerOptions = {}) {
-  const time = new VirtualTime();
-  const serverNow = () => time.now() + SERVER_OFFSET;
-  const sent = [];
-  const players = [];
-  let engine;
-  const send = (msg) => {
-    sent.push(msg);
-    if (msg.type === 'ping') {
-      time.setTimer(() => {
-        const t1 = serverNow();
-        time.setTimer(() => engine.onPong({ type: 'pong', t0: msg.t0, t1, t2: t1 }), ONE_WAY_MS);
-      }, ONE_WAY_MS);
-    }
-  };
-  engine = new SyncEngine({
-    send,
-    now: time.now,
-    setTimer: time.setTimer,
-    clearTimer: time.clearTimer,
-    createPlayer: (video) => {
-      const player = new FakePlayer(time, playerOptions);
-      players.push(player);
-      return player;
-    },
-  });
-  return { time, serverNow, sent, players, engine, player: () => players.at(-1) };
-}
+const setup = (playerOptions = {}) => setupEngine(SyncEngine, playerOptions);
 
 const playback = (fields) => ({ video: CLIP, paused: true, position: 0, rate: 1, anchor: 0, seq: 1, ...fields });
 
