@@ -193,6 +193,16 @@ pub enum StoreError {
     Stopped,
 }
 
+impl StoreError {
+    /// Makes a backend's failed read into the error its caller sees.
+    pub(crate) fn read(backend: &'static str) -> impl Fn(BackendError) -> StoreError {
+        move |e| StoreError::Read {
+            backend,
+            source: Arc::new(e),
+        }
+    }
+}
+
 /// Tunables of the writer. The defaults are what the server uses; tests shorten the waits.
 #[derive(Clone, Debug)]
 pub struct StoreOptions {

@@ -27,7 +27,6 @@
 //! [`StoreOptions::redis_timeout`](super::StoreOptions::redis_timeout).
 
 use std::collections::HashMap;
-use std::sync::Arc;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -320,14 +319,6 @@ async fn list(conn: &mut ConnectionManager) -> Result<Vec<RoomId>, BackendError>
     Ok(rooms)
 }
 
-/// A failed read, as the caller sees it.
-fn read_error(e: BackendError) -> StoreError {
-    StoreError::Read {
-        backend: KIND,
-        source: Arc::new(e),
-    }
-}
-
 impl Backend for Redis {
     const KIND: &'static str = KIND;
     const PROBES: bool = true;
@@ -351,10 +342,10 @@ impl Backend for Redis {
         tokio::spawn(async move {
             match read {
                 Read::Load { room, reply } => {
-                    let _ = reply.send(load(&mut conn, room).await.map_err(read_error));
+                    let _ = reply.send(load(&mut conn, room).await.map_err(StoreError::read(KIND)));
                 }
                 Read::List { reply } => {
-                    let _ = reply.send(list(&mut conn).await.map_err(read_error));
+                    let _ = reply.send(list(&mut conn).await.map_err(StoreError::read(KIND)));
                 }
             }
         });
