@@ -28,14 +28,14 @@
 use std::collections::HashMap;
 use std::time::Duration;
 
-use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{Client, RedisError, Script};
+use ::redis::aio::ConnectionManager;
+use ::redis::{RedisError, Script};
 use parking_lot::Mutex;
 use uuid::Uuid;
 
 use crate::ids::RoomId;
-use crate::store::redis::epoch_key;
-use crate::store::{redis::room_key, Fence};
+use crate::store::redis::{self, epoch_key, room_key};
+use crate::store::Fence;
 
 /// The key of a room's lease.
 pub fn lease_key(room: RoomId) -> String {
@@ -163,12 +163,7 @@ impl Leases {
         ttl: Duration,
         timeout: Duration,
     ) -> Result<Leases, RedisError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = redis::connection(url, timeout).await?;
         Ok(Leases {
             node: node.to_owned(),
             instance: Uuid::new_v4().simple().to_string(),

@@ -30,7 +30,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use ::redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use ::redis::{AsyncCommands, Client, Pipeline};
+use ::redis::{AsyncCommands, Client, Pipeline, RedisError};
 
 use super::plan::{Plan, Step};
 use super::writer::{Backend, Read};
@@ -112,15 +112,22 @@ pub(crate) struct Redis {
 /// The smallest `prune_at`: below it the map is too small to be worth a pass.
 const PRUNE_FLOOR: usize = 1024;
 
+/// A connection to `url` that reconnects by itself, every request bounded by `timeout` and
+/// none retried (the caller decides what a failure means). Fails if Redis does not answer
+/// within `timeout`. The store and the leases (`cluster`) each hold one.
+pub async fn connection(url: &str, timeout: Duration) -> Result<ConnectionManager, RedisError> {
+    let client = Client::open(url)?;
+    let config = ConnectionManagerConfig::new()
+        .set_number_of_retries(0)
+        .set_connection_timeout(Some(timeout))
+        .set_response_timeout(Some(timeout));
+    ConnectionManager::new_with_config(client, config).await
+}
+
 impl Redis {
     /// Connects to `url`; fails if Redis does not answer within `timeout`.
     pub(crate) async fn connect(url: &str, timeout: Duration) -> Result<Redis, BackendError> {
-        let client = Client::open(url)?;
-        let config = ConnectionManagerConfig::new()
-            .set_number_of_retries(0)
-            .set_connection_timeout(Some(timeout))
-            .set_response_timeout(Some(timeout));
-        let conn = ConnectionManager::new_with_config(client, config).await?;
+        let conn = connection(url, timeout).await?;
         Ok(Redis {
             conn,
             expiry: HashMap::new(),
