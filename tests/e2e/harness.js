@@ -227,6 +227,31 @@ export async function waitPlayingNear(page, { seq, toleranceMs = 150 } = {}) {
   );
 }
 
+/** The sync tests' conditions: one page believes it is almost five seconds earlier... */
+export const CLOCK_SHIFT_MS = -4_750;
+/** ...and one reaches the server through a link this slow each way, with this much jitter. */
+export const PROXY_DELAY_MS = 40;
+export const PROXY_JITTER_MS = 20;
+
+/**
+ * The three pages the sync tests measure, in the host's room: the host, a page whose own
+ * clock is CLOCK_SHIFT_MS off, and one behind a delay proxy (stopped through `defer`).
+ * Returns them with the names the reports give them.
+ */
+export async function joinShiftedAndDelayed(browser, server, host, defer) {
+  const proxy = await startDelayProxy(server.port, { delayMs: PROXY_DELAY_MS, jitterMs: PROXY_JITTER_MS });
+  defer(() => proxy.stop());
+  const invite = new URL(await host.locator('#invite-link').inputValue());
+  const shifted = await openRoomPage(browser, invite.href, 'Shifted', { clockShiftMs: CLOCK_SHIFT_MS });
+  const delayed = await openRoomPage(browser, `http://127.0.0.1:${proxy.port}${invite.pathname}`, 'Delayed');
+  return {
+    shifted,
+    delayed,
+    pages: [host, shifted, delayed],
+    names: ['host (direct)', `shifted clock (${CLOCK_SHIFT_MS} ms)`, `delayed link (${PROXY_DELAY_MS}±${PROXY_JITTER_MS} ms each way)`],
+  };
+}
+
 /**
  * A TCP proxy that delays every chunk in both directions by `delayMs` ± `jitterMs`.
  * Chunks keep their order (a chunk never overtakes the one before it), like a real

@@ -7,33 +7,24 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  WAIT_MS, createRoomViaLanding, formatSpread, launchBrowser, openRoomPage, percentile, serverMinusReal, spreadStats, startDelayProxy,
+  WAIT_MS, createRoomViaLanding, formatSpread, joinShiftedAndDelayed, launchBrowser, percentile, serverMinusReal, spreadStats,
   startSamplers, startServer, stateOf, stopSamplers, waitPlayingNear, waitState, waitUntilReal, withCleanup,
 } from './harness.js';
 
 const CLIP_A = '/media/clip-a-60s.mp4';
 const CLIP_B = '/media/clip-b-30s.mp4';
-const CLOCK_SHIFT_MS = -4_750;
-const PROXY_DELAY_MS = 40;
-const PROXY_JITTER_MS = 20;
 const SEEK_NEAR_END_S = 26; // of the 30 s clip: the end comes 4 s later instead of 30
 const WINDOW_MS = 6_000;
 
 test('the queue advances to the next clip on every page together, and the end shows everywhere', { timeout: 240_000 }, () => withCleanup(async (defer) => {
   const server = await startServer();
   defer(() => server.stop());
-  const proxy = await startDelayProxy(server.port, { delayMs: PROXY_DELAY_MS, jitterMs: PROXY_JITTER_MS });
-  defer(() => proxy.stop());
   const browser = await launchBrowser();
   defer(() => browser.close());
 
   // A room without a video: the queue decides what plays.
   const host = await createRoomViaLanding(browser, server.url, { video: null });
-  const invite = new URL(await host.locator('#invite-link').inputValue());
-  const shifted = await openRoomPage(browser, invite.href, 'Shifted', { clockShiftMs: CLOCK_SHIFT_MS });
-  const delayed = await openRoomPage(browser, `http://127.0.0.1:${proxy.port}${invite.pathname}`, 'Delayed');
-  const pages = [host, shifted, delayed];
-  const names = ['host (direct)', `shifted clock (${CLOCK_SHIFT_MS} ms)`, `delayed link (${PROXY_DELAY_MS}±${PROXY_JITTER_MS} ms each way)`];
+  const { shifted, pages, names } = await joinShiftedAndDelayed(browser, server, host, defer);
   for (const page of pages) await waitState(page, (s) => s.participants.length === 3 && s.rttMs !== null);
 
   await host.locator('#queue-library-select').selectOption(CLIP_B);

@@ -9,15 +9,12 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import {
-  createRoomViaLanding, launchBrowser, openRoomPage, serverMinusReal, startDelayProxy, startSamplers, startServer, stateOf, stopSamplers,
-  waitInPage, waitPlayingNear, waitState, waitUntilReal, withCleanup,
+  CLOCK_SHIFT_MS, PROXY_DELAY_MS, PROXY_JITTER_MS, createRoomViaLanding, joinShiftedAndDelayed, launchBrowser, serverMinusReal, startSamplers,
+  startServer, stateOf, stopSamplers, waitInPage, waitPlayingNear, waitState, waitUntilReal, withCleanup,
 } from './harness.js';
 import { analyseStart, reportStart } from './sync-stats.js';
 import { BURST_COUNT } from '../../frontend/js/clock.js';
 
-const CLOCK_SHIFT_MS = -4_750; // this page believes it is almost five seconds earlier
-const PROXY_DELAY_MS = 40;
-const PROXY_JITTER_MS = 20;
 const WINDOW_MS = 6_000;
 const SAMPLE_EVERY_MS = 15;
 const GRID_MS = 10;
@@ -33,17 +30,11 @@ const MAX_START_ERROR_MS = 250;
 test('three pages (shifted clock, delayed link) start together: first start, seek, pause→play, auto-advance', { timeout: 300_000 }, () => withCleanup(async (defer) => {
   const server = await startServer();
   defer(() => server.stop());
-  const proxy = await startDelayProxy(server.port, { delayMs: PROXY_DELAY_MS, jitterMs: PROXY_JITTER_MS });
-  defer(() => proxy.stop());
   const browser = await launchBrowser();
   defer(() => browser.close());
 
   const host = await createRoomViaLanding(browser, server.url, { video: CLIP_A });
-  const invite = new URL(await host.locator('#invite-link').inputValue());
-  const shifted = await openRoomPage(browser, invite.href, 'Shifted', { clockShiftMs: CLOCK_SHIFT_MS });
-  const delayed = await openRoomPage(browser, `http://127.0.0.1:${proxy.port}${invite.pathname}`, 'Delayed');
-  const pages = [host, shifted, delayed];
-  const names = ['host (direct)', `shifted clock (${CLOCK_SHIFT_MS} ms)`, `delayed link (${PROXY_DELAY_MS}±${PROXY_JITTER_MS} ms each way)`];
+  const { shifted, delayed, pages, names } = await joinShiftedAndDelayed(browser, server, host, defer);
   for (const page of pages) {
     // Wait for a settled clock estimate (the whole initial ping burst) and a loaded player.
     await waitState(page, (s, burst) => s.playerReady && s.participants.length === 3 && s.clockSamples >= burst && s.playback.paused, BURST_COUNT);
