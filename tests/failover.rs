@@ -160,6 +160,19 @@ async fn check_one_node_per_room(cluster: &Cluster, rooms: &[Room], members: &[M
     }
 }
 
+/// A resumed member saw nobody join or leave: it came back as itself, and so did the others.
+fn assert_no_membership_noise(member: &Member) {
+    assert!(
+        !member
+            .client
+            .seen
+            .iter()
+            .any(|m| m["type"] == "joined" || m["type"] == "left"),
+        "join/leave noise seen by {}",
+        member.name
+    );
+}
+
 /// Checks a resumed member's welcome against what the test knew before.
 fn check_resumed(member: &Member, room: &Room, welcome: &Value) -> f64 {
     assert_eq!(welcome["you"]["id"], member.id.as_str(), "same identity");
@@ -366,15 +379,7 @@ async fn a_dead_nodes_rooms_resume_on_the_survivors_and_move_back_when_it_return
     // Resumed, not joined again: nobody saw anyone join or leave.
     for member in &mut members {
         assert_eq!(drain(&mut member.client), None);
-        assert!(
-            !member
-                .client
-                .seen
-                .iter()
-                .any(|m| m["type"] == "joined" || m["type"] == "left"),
-            "join/leave noise seen by {}",
-            member.name
-        );
+        assert_no_membership_noise(member);
     }
 
     // The killed node comes back. A room's next request (here, someone opening its link)
@@ -456,15 +461,7 @@ async fn a_dead_nodes_rooms_resume_on_the_survivors_and_move_back_when_it_return
             .send(json!({"type": "chat", "text": format!("{} is back", member.name)}))
             .await;
         member.client.expect("chat").await;
-        assert!(
-            !member
-                .client
-                .seen
-                .iter()
-                .any(|m| m["type"] == "joined" || m["type"] == "left"),
-            "join/leave noise seen by {}",
-            member.name
-        );
+        assert_no_membership_noise(member);
     }
     cluster.down();
 }
