@@ -266,6 +266,8 @@ async fn order_per_room(store: &Store) {
     let rooms: Vec<RoomId> = (0..4).map(|_| RoomId::new()).collect();
     // What each room should hold: its record's version and its chat ids.
     let mut model: HashMap<RoomId, (Option<u64>, Vec<u64>)> = HashMap::new();
+    // Each room's last chat id: a room's ids are consecutive, as `room::chat` makes them.
+    let mut last_id: HashMap<RoomId, u64> = HashMap::new();
     let mut seed: u64 = 0x9e37_79b9_7f4a_7c15;
     let mut next = || {
         seed ^= seed << 13;
@@ -287,11 +289,13 @@ async fn order_per_room(store: &Store) {
                 put(room, i)
             }
             _ => {
-                entry.1.push(i);
+                let id = last_id.entry(room).or_default();
+                *id += 1;
+                entry.1.push(*id);
                 if entry.1.len() > KEEP {
                     entry.1.remove(0);
                 }
-                chat(room, i, KEEP)
+                chat(room, *id, KEEP)
             }
         };
         store.write(op, None);
@@ -602,6 +606,88 @@ async fn sqlite_refuses_a_file_from_a_newer_schema() {
         panic!("a newer schema was opened");
     };
     assert!(error.to_string().contains("schema"), "{error}");
+}
+
+/// A file written by the first release (schema version 1: `rooms` without rowid and with
+/// an index on the expiry) opens with its rooms and chat, and is at the current version
+/// after.
+#[actix_rt::test]
+async fn sqlite_file_of_schema_version_1_is_migrated_with_its_rooms() {
+    let dir = TempDir::new("schema-v1");
+    let room = RoomId::new();
+    {
+        let conn = raw_sqlite(dir.path());
+        conn.execute_batch(
+            "CREATE TABLE rooms (
+                 room TEXT PRIMARY KEY,
+                 record BLOB NOT NULL,
+                 expires_at_ms INTEGER NOT NULL
+             ) WITHOUT ROWID;
+             CREATE INDEX rooms_by_expiry ON rooms (expires_at_ms);
+             CREATE TABLE chat (
+                 room TEXT NOT NULL,
+                 id INTEGER NOT NULL,
+                 message BLOB NOT NULL,
+                 PRIMARY KEY (room, id)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 1;",
+        )
+        .expect("a version 1 file");
+        let WriteOp::PutRoom { record, .. } = put(room, 7) else {
+            unreachable!("put makes a PutRoom")
+        };
+        conn.execute(
+            "INSERT INTO rooms VALUES (?1, ?2, ?3)",
+            rusqlite::params![room.to_string(), record, in_an_hour() as i64],
+        )
+        .expect("a room");
+        for id in 1..=3u64 {
+            let WriteOp::AppendChat { message, .. } = chat(room, id, 10) else {
+                unreachable!("chat makes an AppendChat")
+            };
+            conn.execute(
+                "INSERT INTO chat VALUES (?1, ?2, ?3)",
+                rusqlite::params![room.to_string(), id as i64, message],
+            )
+            .expect("a message");
+        }
+    }
+
+    let (store, _) = sqlite_store(dir.path(), quick_retries());
+    let stored = store
+        .load(room)
+        .await
+        .expect("load")
+        .expect("migrated room");
+    assert_eq!(
+        (version(&stored.record), ids(&stored.chat)),
+        (7, vec![1, 2, 3])
+    );
+    assert_eq!(store.list().await.expect("list"), vec![room]);
+    // It is written to like any room of the new schema.
+    store.write(put(room, 8), None);
+    answer(write_acked(&store, chat(room, 4, 2)))
+        .await
+        .expect("committed");
+    let stored = store.load(room).await.expect("load").expect("stored");
+    assert_eq!(
+        (version(&stored.record), ids(&stored.chat)),
+        (8, vec![3, 4])
+    );
+
+    let conn = raw_sqlite(dir.path());
+    let schema: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .expect("version");
+    assert_eq!(schema, sqlite::SCHEMA_VERSION);
+    let old_index: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM sqlite_schema WHERE name = 'rooms_by_expiry'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("schema");
+    assert_eq!(old_index, 0, "the version 1 table and its index are gone");
 }
 
 #[actix_rt::test]

@@ -60,8 +60,10 @@ pub enum WriteOp {
     AppendChat {
         /// The room.
         room: RoomId,
-        /// The message's id within the room, increasing: chat is returned in id order, and a
-        /// second append with the same id replaces the first.
+        /// The message's id within the room, one more than the room's previous message's:
+        /// chat is returned in id order, a second append with the same id replaces the first,
+        /// and a trim drops the ids up to the newest minus `keep` (a gap, say from a dropped
+        /// write, only means fewer than `keep` are kept).
         id: u64,
         /// The serialized message (JSON bytes).
         message: Vec<u8>,

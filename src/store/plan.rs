@@ -44,6 +44,11 @@ pub(crate) enum Step<'a> {
         room: RoomId,
         /// How many to keep.
         keep: usize,
+        /// The id of the room's newest message (its latest append). A room's ids are
+        /// consecutive (`room::chat` counts them up by one), so the messages to drop are
+        /// exactly those with ids up to `newest - keep`: a backend can delete that range of
+        /// its key without counting rows first.
+        newest: u64,
     },
     /// Delete the room's record and chat.
     Delete {
@@ -90,9 +95,9 @@ pub(crate) struct Plan<'a> {
 pub(crate) struct Liveness {
     /// `live[i]`: whether `ops[i]` must be applied.
     pub live: Vec<bool>,
-    /// Rooms with appends no delete voided, with the keep of their latest append, in the
-    /// order of those latest appends.
-    pub trims: Vec<(RoomId, usize)>,
+    /// Rooms with appends no delete voided, with the keep and the id of their latest
+    /// append, in the order of those latest appends.
+    pub trims: Vec<(RoomId, usize, u64)>,
 }
 
 /// What the writes after a position hold for one room (the pass runs backwards).
@@ -127,7 +132,7 @@ pub(crate) fn liveness(ops: &[&WriteOp]) -> Liveness {
                 after.put = true;
                 !replaced
             }
-            WriteOp::AppendChat { keep, .. } => {
+            WriteOp::AppendChat { keep, id, .. } => {
                 if after.delete {
                     false
                 } else {
@@ -135,7 +140,7 @@ pub(crate) fn liveness(ops: &[&WriteOp]) -> Liveness {
                         Some(k) => k,
                         None => {
                             after.keep = Some(*keep);
-                            trims.push((room, *keep));
+                            trims.push((room, *keep, *id));
                             *keep
                         }
                     };
@@ -180,7 +185,7 @@ pub(crate) fn plan<'a>(ops: &[&'a WriteOp]) -> Plan<'a> {
     steps.extend(
         trims
             .into_iter()
-            .map(|(room, keep)| Step::Trim { room, keep }),
+            .map(|(room, keep, newest)| Step::Trim { room, keep, newest }),
     );
     Plan {
         steps,
@@ -268,7 +273,11 @@ mod tests {
                     id: 3,
                     message: &[3]
                 },
-                Step::Trim { room: a, keep: 10 },
+                Step::Trim {
+                    room: a,
+                    keep: 10,
+                    newest: 3
+                },
             ]
         );
     }
@@ -295,8 +304,16 @@ mod tests {
         assert_eq!(
             trims,
             [
-                &Step::Trim { room: a, keep: 50 },
-                &Step::Trim { room: b, keep: 50 }
+                &Step::Trim {
+                    room: a,
+                    keep: 50,
+                    newest: 500
+                },
+                &Step::Trim {
+                    room: b,
+                    keep: 50,
+                    newest: 1
+                }
             ]
         );
     }
@@ -309,7 +326,11 @@ mod tests {
         let refs: Vec<_> = ops.iter().collect();
         assert_eq!(
             plan(&refs).steps.last(),
-            Some(&Step::Trim { room: a, keep: 0 })
+            Some(&Step::Trim {
+                room: a,
+                keep: 0,
+                newest: 2
+            })
         );
     }
 

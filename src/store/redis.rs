@@ -185,7 +185,7 @@ impl Redis {
                         .arg(chat_member(id, message))
                         .ignore();
                 }
-                Step::Trim { room, keep } => {
+                Step::Trim { room, keep, .. } => {
                     let key = chat_key(room);
                     pipe.cmd("ZREMRANGEBYRANK")
                         .arg(&key)

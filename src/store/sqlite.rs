@@ -7,8 +7,8 @@
 //!   would wait that long for every chat's ack.
 //! - **Schema** (`PRAGMA user_version` = [`SCHEMA_VERSION`]): `rooms(room, record,
 //!   expires_at_ms)` and `chat(room, id, message)`, both keyed by the room's id as text (the
-//!   file stays readable with the `sqlite3` shell). Created on first open; a file from a newer
-//!   build is refused rather than misread.
+//!   file stays readable with the `sqlite3` shell). Created on first open, migrated from an
+//!   older version at open; a file from a newer build is refused rather than misread.
 //! - **Expiry.** Rooms past `expires_at_ms` are neither loaded nor listed, and open deletes
 //!   them, with chat left without a room record (a room that appended chat and never stored a
 //!   record cannot be loaded anyway).
@@ -39,22 +39,46 @@ pub const KIND: &str = "sqlite";
 pub const FILE_NAME: &str = "watch-together.db";
 
 /// The schema this build writes, kept in `PRAGMA user_version`.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
-/// Version 1. `WITHOUT ROWID`: both tables are looked up by their key only.
-const SCHEMA_V1: &str = "
+/// Version 2, created in a new file.
+///
+/// - `rooms` is an ordinary (rowid) table: its records are 1–2 KB of JSON for a room of ten,
+///   more than a `WITHOUT ROWID` b-tree keeps in its cells (about 1 KB on 4 KB pages), so in
+///   version 1 every record spilled onto an overflow page, and every write of one read and
+///   wrote two pages. A rowid table keeps records up to about 4 KB in the cell; the room's
+///   id is then a small unique index beside it.
+/// - No index on `expires_at_ms`: every write of a record moves its expiry, so that index
+///   cost a second b-tree update per write, for the sweep at open and `list`, which scan a
+///   table of one row per room just as well.
+/// - `chat` stays `WITHOUT ROWID`: messages are small and always read and trimmed by their
+///   key, `(room, id)`.
+const SCHEMA_V2: &str = "
     CREATE TABLE rooms (
         room TEXT PRIMARY KEY,
         record BLOB NOT NULL,
         expires_at_ms INTEGER NOT NULL
-    ) WITHOUT ROWID;
-    CREATE INDEX rooms_by_expiry ON rooms (expires_at_ms);
+    );
     CREATE TABLE chat (
         room TEXT NOT NULL,
         id INTEGER NOT NULL,
         message BLOB NOT NULL,
         PRIMARY KEY (room, id)
     ) WITHOUT ROWID;
+";
+
+/// From version 1 (`rooms` was `WITHOUT ROWID`, with an index on the expiry) to 2: the rooms
+/// are copied into the new table, which then takes the old one's name.
+const MIGRATE_V1_TO_V2: &str = "
+    CREATE TABLE rooms_v2 (
+        room TEXT PRIMARY KEY,
+        record BLOB NOT NULL,
+        expires_at_ms INTEGER NOT NULL
+    );
+    INSERT INTO rooms_v2 (room, record, expires_at_ms)
+        SELECT room, record, expires_at_ms FROM rooms;
+    DROP TABLE rooms;
+    ALTER TABLE rooms_v2 RENAME TO rooms;
 ";
 
 /// How often the checkpointer copies the log into the database file. A checkpoint with
@@ -165,64 +189,75 @@ impl Sqlite {
     }
 
     /// Applies `plan` in one `IMMEDIATE` transaction (the write lock taken up front, so a
-    /// lock held elsewhere fails at `BEGIN`, not halfway). The statements are compiled once
-    /// and kept by the connection: parsing SQL was a fifth of this thread's time.
+    /// lock held elsewhere fails at `BEGIN`, not halfway), rolled back if a step fails.
+    ///
+    /// Every statement, `BEGIN` and `COMMIT` included, is compiled once and kept by the
+    /// connection: rusqlite's `Transaction` parses its `BEGIN` and `COMMIT` anew each time,
+    /// and with a chat message committed on its own that parsing was a seventh of this
+    /// thread's time.
     fn apply(&mut self, plan: &Plan<'_>) -> Result<(), BackendError> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)?;
-        {
-            let mut put = tx.prepare_cached(
-                "INSERT INTO rooms (room, record, expires_at_ms) VALUES (?1, ?2, ?3)
-                 ON CONFLICT (room) DO UPDATE
-                 SET record = excluded.record, expires_at_ms = excluded.expires_at_ms",
-            )?;
-            let mut append = tx.prepare_cached(
-                "INSERT OR REPLACE INTO chat (room, id, message) VALUES (?1, ?2, ?3)",
-            )?;
-            // A trim finds the newest row past `keep`, then deletes up to it: a range of the key
-            // with no subquery, which SQLite deletes in one pass. `NOT IN (SELECT ... LIMIT
-            // keep)`, or any subquery in the DELETE, made it gather the keys in a temporary
-            // b-tree with its own page cache for every trim, allocated and unmapped each time:
-            // this thread's CPU in chat-storm halved without it, and the unmapping's TLB
-            // shoot-downs no longer interrupt the server's workers.
-            let mut trim_cutoff = tx.prepare_cached(
-                "SELECT id FROM chat WHERE room = ?1 ORDER BY id DESC LIMIT 1 OFFSET ?2",
-            )?;
-            let mut trim = tx.prepare_cached("DELETE FROM chat WHERE room = ?1 AND id <= ?2")?;
-            let mut delete_room = tx.prepare_cached("DELETE FROM rooms WHERE room = ?1")?;
-            let mut delete_chat = tx.prepare_cached("DELETE FROM chat WHERE room = ?1")?;
-            for step in &plan.steps {
-                match *step {
-                    Step::Put {
-                        room,
-                        record,
-                        expires_at_ms,
-                    } => {
-                        put.execute(params![room.to_string(), record, ms(expires_at_ms)])?;
+        self.conn.prepare_cached("BEGIN IMMEDIATE")?.execute([])?;
+        let applied = self.steps(plan).and_then(|()| {
+            self.conn.prepare_cached("COMMIT")?.execute([])?;
+            Ok(())
+        });
+        if applied.is_err() && !self.conn.is_autocommit() {
+            // The error being reported is the step's; a failed rollback leaves the
+            // transaction open, and the next `BEGIN` fails and is retried like any commit.
+            if let Err(e) = self
+                .conn
+                .prepare_cached("ROLLBACK")
+                .and_then(|mut s| s.execute([]))
+            {
+                tracing::warn!(error = %e, "SQLite rollback failed");
+            }
+        }
+        applied
+    }
+
+    /// The statements of `plan`, inside the transaction [`Sqlite::apply`] opened.
+    fn steps(&self, plan: &Plan<'_>) -> Result<(), BackendError> {
+        let conn = &self.conn;
+        let mut put = conn.prepare_cached(
+            "INSERT INTO rooms (room, record, expires_at_ms) VALUES (?1, ?2, ?3)
+             ON CONFLICT (room) DO UPDATE
+             SET record = excluded.record, expires_at_ms = excluded.expires_at_ms",
+        )?;
+        let mut append = conn.prepare_cached(
+            "INSERT OR REPLACE INTO chat (room, id, message) VALUES (?1, ?2, ?3)",
+        )?;
+        // A trim deletes a range of the key, known from the newest id (`Step::Trim`): no
+        // counting, no subquery. Counting the newest `keep` rows to find where to cut was
+        // a third of this thread's time in chat-storm; a subquery in the DELETE made SQLite
+        // build a temporary b-tree for every trim.
+        let mut trim = conn.prepare_cached("DELETE FROM chat WHERE room = ?1 AND id <= ?2")?;
+        let mut delete_room = conn.prepare_cached("DELETE FROM rooms WHERE room = ?1")?;
+        let mut delete_chat = conn.prepare_cached("DELETE FROM chat WHERE room = ?1")?;
+        for step in &plan.steps {
+            match *step {
+                Step::Put {
+                    room,
+                    record,
+                    expires_at_ms,
+                } => {
+                    put.execute(params![room.to_string(), record, ms(expires_at_ms)])?;
+                }
+                Step::Append { room, id, message } => {
+                    append.execute(params![room.to_string(), ms(id), message])?;
+                }
+                Step::Trim { room, keep, newest } => {
+                    let keep = u64::try_from(keep).unwrap_or(u64::MAX);
+                    if let Some(cutoff) = newest.checked_sub(keep).filter(|&c| c > 0) {
+                        trim.execute(params![room.to_string(), ms(cutoff)])?;
                     }
-                    Step::Append { room, id, message } => {
-                        append.execute(params![room.to_string(), ms(id), message])?;
-                    }
-                    Step::Trim { room, keep } => {
-                        let room = room.to_string();
-                        let keep = i64::try_from(keep).unwrap_or(i64::MAX);
-                        let cutoff: Option<i64> = trim_cutoff
-                            .query_row(params![room, keep], |row| row.get(0))
-                            .optional()?;
-                        if let Some(cutoff) = cutoff {
-                            trim.execute(params![room, cutoff])?;
-                        }
-                    }
-                    Step::Delete { room } => {
-                        let room = room.to_string();
-                        delete_room.execute([&room])?;
-                        delete_chat.execute([&room])?;
-                    }
+                }
+                Step::Delete { room } => {
+                    let room = room.to_string();
+                    delete_room.execute([&room])?;
+                    delete_chat.execute([&room])?;
                 }
             }
         }
-        tx.commit()?;
         Ok(())
     }
 
@@ -274,22 +309,29 @@ impl Sqlite {
     }
 }
 
-/// Creates the schema in a new file; checks the version of an existing one.
+/// Creates the schema in a new file, or brings an older one up to [`SCHEMA_VERSION`] in one
+/// transaction; a file from a newer build is refused.
 fn migrate(conn: &mut Connection) -> Result<(), BackendError> {
     let version: i32 = conn.pragma_query_value(None, "user_version", |row| row.get(0))?;
-    match version {
-        0 => {
-            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            tx.execute_batch(SCHEMA_V1)?;
-            tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
-            tx.commit()?;
-            Ok(())
+    let script = match version {
+        0 => SCHEMA_V2,
+        1 => {
+            tracing::info!("store: migrating the SQLite schema from version 1 to 2");
+            MIGRATE_V1_TO_V2
         }
-        SCHEMA_VERSION => Ok(()),
-        other => Err(BackendError::Data(format!(
-            "the store's schema is version {other}; this build knows version {SCHEMA_VERSION}"
-        ))),
-    }
+        SCHEMA_VERSION => return Ok(()),
+        other => {
+            return Err(BackendError::Data(format!(
+                "the store's schema is version {other}; this build knows versions up to \
+                 {SCHEMA_VERSION}"
+            )))
+        }
+    };
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    tx.execute_batch(script)?;
+    tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    tx.commit()?;
+    Ok(())
 }
 
 /// Deletes expired rooms and chat without a room record.
