@@ -152,7 +152,7 @@ impl MediaLibrary {
             return None;
         }
         let folder = self.root.join(names[0]).canonicalize().ok()?;
-        if folder.parent() != Some(self.root.as_path()) || playlist_of(&folder).is_none() {
+        if folder.parent() != Some(self.root.as_path()) || !is_hls_folder(&folder) {
             return None;
         }
         let path = self.root.join(path).canonicalize().ok()?;
@@ -233,7 +233,7 @@ fn playlist_of(folder: &Path) -> Option<String> {
         .ok()?
         .filter_map(Result::ok)
         .map(|item| item.file_name().to_string_lossy().into_owned())
-        .filter(|name| is_plain_name(name) && extension(name).as_deref() == Some("m3u8"))
+        .filter(|name| is_playlist_name(name))
         .collect();
     playlists.sort();
     PREFERRED_PLAYLISTS
@@ -241,6 +241,26 @@ fn playlist_of(folder: &Path) -> Option<String> {
         .find(|p| playlists.iter().any(|n| n == *p))
         .map(|p| (*p).to_owned())
         .or_else(|| playlists.into_iter().next())
+}
+
+/// Whether `folder` holds a playlist, that is whether [`playlist_of`] finds one, answered
+/// without listing the whole folder: this runs for every segment a player fetches, and a
+/// long stream's folder holds thousands of segments. A preferred name is looked up
+/// directly; only a folder without one is read, and only up to its first playlist.
+fn is_hls_folder(folder: &Path) -> bool {
+    PREFERRED_PLAYLISTS
+        .iter()
+        .any(|name| folder.join(name).symlink_metadata().is_ok())
+        || std::fs::read_dir(folder).is_ok_and(|items| {
+            items
+                .filter_map(Result::ok)
+                .any(|item| is_playlist_name(&item.file_name().to_string_lossy()))
+        })
+}
+
+/// A file name an HLS folder's playlist may have.
+fn is_playlist_name(name: &str) -> bool {
+    is_plain_name(name) && extension(name).as_deref() == Some("m3u8")
 }
 
 /// Bytes of the plain files in a folder and its plain subfolders, `depth` levels down.
