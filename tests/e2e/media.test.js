@@ -49,19 +49,23 @@ async function startOtherSite() {
   return { url: `http://127.0.0.1:${server.address().port}`, close: () => new Promise((resolve) => server.close(resolve)) };
 }
 
-/** Plays from the host, measures the spread over WINDOW_MS from the anchor, prints it. */
-async function playAndMeasure(label, host, pages) {
+/**
+ * Starts playback from the host with `start(host)` (a play, a seek while playing), waits
+ * until every page plays near the room's clock, then measures the spread over `windowMs`
+ * from the new anchor and prints it.
+ */
+async function startAndMeasure(label, host, pages, start, windowMs = WINDOW_MS) {
   const before = (await stateOf(host)).playback;
   const offset = await serverMinusReal(host);
   await startSamplers(pages);
-  await host.locator('#play-button').click();
+  await start(host);
   await waitState(host, (s, seq) => s.playback.seq > seq && !s.playback.paused, before.seq);
   for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
   const started = (await stateOf(host)).playback;
   const startReal = started.anchor - offset;
-  await waitUntilReal(host, startReal + WINDOW_MS + 100);
-  const stats = spreadStats(await stopSamplers(pages), startReal, WINDOW_MS);
-  console.log(formatSpread(label, stats, WINDOW_MS));
+  await waitUntilReal(host, startReal + windowMs + 100);
+  const stats = spreadStats(await stopSamplers(pages), startReal, windowMs);
+  console.log(formatSpread(label, stats, windowMs));
   return stats;
 }
 
@@ -87,7 +91,7 @@ test('an HLS clip plays in sync on three pages, natively and through hls.js', { 
   const duration = await hlsjs.evaluate(() => document.querySelector('video.player-media').duration);
   assert.ok(Math.abs(duration - 20) < 0.5, `the stream's length (${duration} s)`);
 
-  const stats = await playAndMeasure(`HLS, three pages (${engines.join(', ')})`, host, pages);
+  const stats = await startAndMeasure(`HLS, three pages (${engines.join(', ')})`, host, pages, (page) => page.locator('#play-button').click());
   assert.ok(stats.advanced.every((a) => Math.abs(a - WINDOW_MS / 1000) < 0.5), `every page played through the window (${stats.advanced})`);
   // Generous bounds; the printed figures are the result.
   assert.ok(stats.p50 < 60, `p50 spread ${stats.p50} ms`);
@@ -109,16 +113,7 @@ test('an HLS clip plays in sync on three pages, natively and through hls.js', { 
   console.log(`# HLS (hls.js) drift of +300 ms corrected to under 10 ms in ${Math.round(tookMs)} ms`);
 
   // A seek while playing lands everyone in step again.
-  await startSamplers(pages);
-  const before = (await stateOf(host)).playback;
-  const offset = await serverMinusReal(host);
-  await host.locator('#seek-bar').fill('12');
-  await waitState(host, (s, seq) => s.playback.seq > seq && !s.playback.paused, before.seq);
-  for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
-  const sought = (await stateOf(host)).playback;
-  await waitUntilReal(host, sought.anchor - offset + 4_100);
-  const seekStats = spreadStats(await stopSamplers(pages), sought.anchor - offset, 4_000);
-  console.log(formatSpread('HLS after a seek while playing', seekStats, 4_000));
+  const seekStats = await startAndMeasure('HLS after a seek while playing', host, pages, (page) => page.locator('#seek-bar').fill('12'), 4_000);
   assert.ok(seekStats.p95 < 150, `p95 spread after the seek ${seekStats.p95} ms`);
   for (const page of pages) assert.deepEqual(page.problems, []);
 }));
