@@ -22,6 +22,11 @@ export function analyseStart(label, samplesByPage, playback, serverMinusReal, st
   const settled = []; // the second half of the window, once start-up transients are over
   const errors = samplesByPage.map(() => []);
   const startErrors = samplesByPage.map(() => []);
+  // Each page's clock estimate against the host's over the window (sampler rows carry the
+  // page's server-time estimate beside the real time): what the page believes, not what it plays.
+  const clockErrors = samplesByPage.map((samples) => samples
+    .filter((r) => r[0] >= startReal && r[0] <= startReal + windowMs && Number.isFinite(r[3]))
+    .map((r) => r[3] - r[0] - serverMinusReal));
   const cursors = samplesByPage.map(() => ({ value: 0 }));
   for (let t = startReal; t <= startReal + windowMs; t += gridMs) {
     const values = samplesByPage.map((samples, i) => interpolatePosition(samples, t, cursors[i]));
@@ -69,7 +74,7 @@ export function analyseStart(label, samplesByPage, playback, serverMinusReal, st
     settled: { p50: percentile(settled, 50), p95: percentile(settled, 95), max: settled.at(-1) ?? NaN },
     perPage: errors.map((e, i) => {
       const abs = e.map(Math.abs).sort((a, b) => a - b);
-      return { meanError: mean(e), p95Abs: percentile(abs, 95), startError: mean(startErrors[i]) };
+      return { meanError: mean(e), p95Abs: percentile(abs, 95), startError: mean(startErrors[i]), clockError: mean(clockErrors[i]) };
     }),
   };
 }
@@ -79,5 +84,5 @@ export function reportStart(stats, names, windowMs) {
   const f = (x) => (Number.isFinite(x) ? x.toFixed(1) : 'n/a');
   console.log(`# sync ${stats.label}: inter-page spread over ${windowMs / 1000} s (${stats.points} points): p50 ${f(stats.p50)} ms, p95 ${f(stats.p95)} ms, max ${f(stats.max)} ms`);
   console.log(`#   last ${windowMs / 2000} s only (settled): p50 ${f(stats.settled.p50)} ms, p95 ${f(stats.settled.p95)} ms, max ${f(stats.settled.max)} ms`);
-  stats.perPage.forEach((p, i) => console.log(`#   ${names[i]}: start error ${f(p.startError)} ms (+ = early), error vs room clock mean ${f(p.meanError)} ms, p95 |error| ${f(p.p95Abs)} ms`));
+  stats.perPage.forEach((p, i) => console.log(`#   ${names[i]}: start error ${f(p.startError)} ms (+ = early), error vs room clock mean ${f(p.meanError)} ms, p95 |error| ${f(p.p95Abs)} ms; its clock estimate ${f(p.clockError)} ms from the host's`));
 }
