@@ -9,6 +9,7 @@
 import { ClockSync, pingDelayMs } from './clock.js';
 import { PlaybackModel, isHold, sameVideo } from './playback-model.js';
 import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from './correction.js';
+import { clearExactTimeout, setExactTimeout } from './exact-timer.js';
 
 export const TICK_MS = 250;
 export const STATUS_INTERVAL_MS = 1000;
@@ -44,6 +45,11 @@ export const START_MOTION_LOOK_MS = 20;
 export const START_MOTION_WAIT_MS = 400;
 /** Misses smaller than this are left alone. */
 export const START_TRIM_MIN_MS = 4;
+/**
+ * A scheduled play() this close to its moment (ms) is called now. The play moment's timer
+ * is exact (exact-timer.js), so this only absorbs the time the tick itself takes.
+ */
+export const PLAY_MOMENT_SLACK_MS = 0.25;
 /** A paused player waiting for a scheduled start is moved when further than this from it. */
 export const START_POSITION_TOLERANCE_MS = 40;
 /** ...unless it would resume (see tick): then any distance a seek can still tell apart. */
@@ -76,14 +82,20 @@ export class SyncEngine {
    * @param {() => number} [deps.now]                    monotonic clock (ms)
    * @param {Function} [deps.setTimer]                   setTimeout-like
    * @param {Function} [deps.clearTimer]                 clearTimeout-like
+   * @param {{set: Function, clear: Function}} [deps.exactTimer] timer for the play moment;
+   *   by default the exact one (exact-timer.js), or `setTimer` when that is given (fake time
+   *   is exact already)
    * @param {(engine: SyncEngine) => void} [deps.onChange] called when visible state changes
    */
-  constructor({ send, createPlayer, now = () => performance.now(), setTimer = (fn, ms) => setTimeout(fn, ms), clearTimer = (id) => clearTimeout(id), onChange = () => {} }) {
+  constructor({ send, createPlayer, now = () => performance.now(), setTimer, clearTimer, exactTimer, onChange = () => {} }) {
     this.send = send;
     this.createPlayer = createPlayer;
     this.now = now;
-    this.setTimer = setTimer;
-    this.clearTimer = clearTimer;
+    this.setTimer = setTimer ?? ((fn, ms) => setTimeout(fn, ms));
+    this.clearTimer = clearTimer ?? ((id) => clearTimeout(id));
+    this.exactTimer = exactTimer ?? (setTimer
+      ? { set: this.setTimer, clear: this.clearTimer }
+      : { set: (fn, ms) => setExactTimeout(fn, ms, now), clear: clearExactTimeout });
     this.onChange = onChange;
     this.clock = new ClockSync({ now });
     this.model = new PlaybackModel();
@@ -140,8 +152,8 @@ export class SyncEngine {
     this.pingsSent = 0;
     this.durationReportedFor = null; // the room may not have it (a restarted server): report again
     this.schedulePing(0);
-    this.restartTimer('status', STATUS_INTERVAL_MS, () => this.reportStatus(), true);
-    this.restartTimer('tick', TICK_MS, () => this.tick(), true);
+    this.restartTimer('status', STATUS_INTERVAL_MS, () => this.reportStatus(), { repeat: true });
+    this.restartTimer('tick', TICK_MS, () => this.tick(), { repeat: true });
   }
 
   onDisconnected() {
@@ -264,14 +276,13 @@ export class SyncEngine {
     const moveToStart = this.player.paused() && untilStart > 0 && this.startKind === 'resumed' && this.player.fineRate;
     const standsAheadMs = this.player.paused() && untilStart > 0 && !moveToStart && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
     const untilPlay = untilStart - lead + standsAheadMs;
-    // (Within a millisecond of the play moment counts as there: timers are not finer.)
-    if (untilPlay > 1) {
+    if (untilPlay > PLAY_MOMENT_SLACK_MS) {
       // Scheduled start: stand ready at the start position, and call play() early by the
       // time this player needs to get moving, so the media starts moving at the anchor.
       this.holdAt(playback.position, playback.rate, offStartMs * playback.rate, moveToStart ? MOVE_TO_START_TOLERANCE_MS : START_POSITION_TOLERANCE_MS);
       if (this.busy) return; // a seek to the start position is in flight; it ticks again when done
-      const delay = untilPlay < TICK_MS * 1.5 ? untilPlay : untilPlay - TICK_MS;
-      this.restartTimer('start', delay, () => this.tick());
+      if (untilPlay < TICK_MS * 1.5) this.restartTimer('start', untilPlay, () => this.tick(), { exact: true });
+      else this.restartTimer('start', untilPlay - TICK_MS, () => this.tick());
       return;
     }
     if (this.atMediaEnd(expected)) {
@@ -355,7 +366,7 @@ export class SyncEngine {
       }
       if (excessMs > 1 && !tooFarAhead) {
         // Ahead: let the room catch up, then play.
-        this.restartTimer('start', excessMs / rate, () => this.tick());
+        this.restartTimer('start', excessMs / rate, () => this.tick(), { exact: true });
         return;
       }
     }
@@ -644,18 +655,21 @@ export class SyncEngine {
 
   // ---- timers ---------------------------------------------------------------
 
-  restartTimer(name, delay, fn, repeat = false) {
+  /** (Re)starts timer `name`; `exact` uses the exact timer (for the play moment). */
+  restartTimer(name, delay, fn, { repeat = false, exact = false } = {}) {
     this.stopTimer(name);
+    const { set, clear } = exact ? this.exactTimer : { set: this.setTimer, clear: this.clearTimer };
     const run = () => {
-      if (repeat) this.timers[name] = this.setTimer(run, delay);
+      if (repeat) this.timers[name] = { id: set(run, delay), clear };
       else this.timers[name] = null;
       fn();
     };
-    this.timers[name] = this.setTimer(run, delay);
+    this.timers[name] = { id: set(run, delay), clear };
   }
 
   stopTimer(name) {
-    if (this.timers[name] !== null) this.clearTimer(this.timers[name]);
+    const timer = this.timers[name];
+    if (timer !== null) timer.clear(timer.id);
     this.timers[name] = null;
   }
 
