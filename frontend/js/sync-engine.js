@@ -30,8 +30,10 @@ export const MAX_START_LEAD_MS = 500;
 /** Fraction of a measured start miss folded into the lead (damps noise from busy machines). */
 export const START_LEAD_LEARNING = 0.5;
 /**
- * A start is judged (and corrected) this long after the anchor, or later once the media is
- * seen moving steadily (START_MOTION_LOOK_MS apart).
+ * A start is first looked at this long after the anchor and judged (and corrected) at a
+ * later look, once the media is seen moving steadily (START_MOTION_LOOK_MS apart): about
+ * 60 ms after the anchor. (Looking from 20 ms read misses further off: Chromium's start is
+ * not over by then. See docs/synchronization.md.)
  */
 export const START_SETTLE_MS = 40;
 /**
@@ -307,19 +309,13 @@ export class SyncEngine {
     if (this.player.buffering()) return; // the drift grows while stalled; judged once it plays again
     this.inStep = true; // playing along now, so from here on its buffering may hold the room
     if (this.startCheck !== null) {
-      // Leave a fresh start alone until it has settled, then learn how late (or early) it
-      // was and take the miss out at once with a short rate change.
-      if (this.now() < this.startCheck.at) return;
-      if (!this.movingSteadily(actual)) return;
-      this.learnStartLead(driftMs);
-      this.trimStart(driftMs, playback.rate);
+      // Leave a fresh start alone until it has settled: it is judged on its own timer.
+      this.checkStart();
       return;
     }
     if (this.startTrim !== null) {
       if (this.now() < this.startTrim.until) return;
-      this.startTrim = null;
-      this.player.setRate(playback.rate);
-      this.controller.reset();
+      this.endTrim();
     }
     const decision = this.controller.update(driftMs, playback.rate, this.now());
     this.lastDriftMs = decision.driftMs;
@@ -383,16 +379,54 @@ export class SyncEngine {
     // to the start time, where the media stood, and which kind of start it was.
     this.lastStart = { beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
     const player = this.player;
-    const calledAt = this.now();
+    // Judged once the media should have been moving steadily for a while, on a timer of its
+    // own: not at the next regular tick (up to TICK_MS later), nor once play()'s promise
+    // settles (Chromium often resolves it 100-250 ms after the media started moving), since
+    // every ms the miss stands counts against the start.
+    const at = this.now() + Math.max(0, beforeAnchorMs) + START_SETTLE_MS;
+    this.startCheck = { at };
+    this.restartTimer('start', Math.max(0, at - this.now()), () => this.checkStart());
     this.runPlay().then(() => {
-      if (this.player !== player || player.paused()) return;
-      // Judged once the media should have been moving steadily for a while, on a timer of
-      // its own: the next regular tick may be up to TICK_MS later, and every ms the miss
-      // stands counts against the start.
-      const at = calledAt + Math.max(0, beforeAnchorMs) + START_SETTLE_MS;
-      this.startCheck = { at };
-      this.restartTimer('start', Math.max(0, at - this.now()), () => this.tick());
+      // Refused (autoplay) or overtaken by a pause: there is no start to judge.
+      if (this.player === player && player.paused()) this.startCheck = null;
     });
+  }
+
+  /**
+   * Judges a start once its media moves steadily: learns how late (or early) it was and
+   * takes the miss out at once with a short rate change. Runs even while play()'s promise
+   * is pending; looks again shortly while the media cannot be judged yet.
+   */
+  checkStart() {
+    const playback = this.model.current;
+    const player = this.player;
+    if (this.startCheck === null || !playback || playback.paused || !player || !this.playerReady || player.paused()) return;
+    const serverMs = this.serverNow();
+    const expected = this.expectedPosition(serverMs);
+    if (expected === null) return;
+    if (this.now() < this.startCheck.at) {
+      this.restartTimer('start', this.startCheck.at - this.now(), () => this.checkStart());
+      return;
+    }
+    if (player.buffering()) {
+      // Stalled: the drift grows meanwhile; judged once it plays again.
+      this.restartTimer('start', START_MOTION_LOOK_MS, () => this.checkStart());
+      return;
+    }
+    const actual = player.currentTime();
+    const driftMs = (actual - expected) * 1000;
+    this.lastDriftMs = driftMs;
+    if (!this.movingSteadily(actual)) return;
+    if (this.lastStart) Object.assign(this.lastStart, { judgedAfterMs: serverMs - playback.anchor, missMs: driftMs });
+    this.learnStartLead(driftMs);
+    this.trimStart(driftMs, playback.rate);
+  }
+
+  /** A start's trim is over: back to the room's rate, and the controller takes over. */
+  endTrim() {
+    this.startTrim = null;
+    if (this.player && this.model.current) this.player.setRate(this.model.current.rate);
+    this.controller.reset();
   }
 
   /**
@@ -411,7 +445,7 @@ export class SyncEngine {
       const movedMs = (actual - last.position) * 1000;
       if (movedMs >= (now - last.at) * 0.5) return true;
     }
-    this.restartTimer('start', START_MOTION_LOOK_MS, () => this.tick());
+    this.restartTimer('start', START_MOTION_LOOK_MS, () => this.checkStart());
     return false;
   }
 
@@ -422,8 +456,12 @@ export class SyncEngine {
     this.player.setRate(rate * (1 + nudge));
     const tookMs = Math.abs(missMs / nudge) / rate;
     this.startTrim = { until: this.now() + tookMs };
-    // Ended on time, not at the next regular tick (which would overshoot by up to TICK_MS).
-    this.restartTimer('start', tookMs, () => this.tick());
+    // Ended on time, not at the next regular tick (which would overshoot by up to TICK_MS),
+    // nor held up by a play() promise still pending.
+    this.restartTimer('start', tookMs, () => {
+      if (this.startTrim !== null) this.endTrim();
+      this.tick();
+    });
   }
 
   /**

@@ -45,7 +45,7 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
     // With `resumeJumpMs`, the player behaves like Chromium's <video>: a play() after a
     // pause with no seek since jumps ahead by that much at once (then waits playLagMs as
     // any start), and it says which kind its next start is (`startKind`).
@@ -58,6 +58,9 @@ export class FakePlayer {
     this.fineRate = fineRate;
     this.durationS = duration;
     this.playLagMs = playLagMs;
+    // Chromium resolves play()'s promise once playback is under way, often well after
+    // the media has started moving.
+    this.playResolveMs = playResolveMs;
     this.seekMs = seekMs;
     this.blockAutoplay = blockAutoplay;
     this.position = 0;
@@ -132,7 +135,8 @@ export class FakePlayer {
     if (this.resumeJumpMs !== null && this.startKind === 'resumed' && this.isPaused) this.position += this.resumeJumpMs / 1000;
     this.isPaused = false;
     this.movingFrom = this.time.now() + this.playLagMs;
-    return Promise.resolve();
+    if (!this.playResolveMs) return Promise.resolve();
+    return new Promise((resolve) => this.time.setTimer(resolve, this.playResolveMs));
   }
   pause() {
     this.calls.push(['pause']);

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SyncEngine, INITIAL_START_LEAD_MS } from '../../frontend/js/sync-engine.js';
+import { SyncEngine, INITIAL_START_LEAD_MS, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
 import { ONE_WAY_MS, SERVER_OFFSET, settle, setupEngine } from './fakes.js';
 
 const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
@@ -61,6 +61,28 @@ test('the start lead is learned from each start', async () => {
   assert.ok(misses[0] < -80, `the first start is late by about the unknown lag (${misses[0]} ms)`);
   assert.ok(Math.abs(misses.at(-1)) < 15, `later starts hit the anchor (${misses.map((m) => m.toFixed(1)).join(', ')})`);
   assert.ok(Math.abs(engine.startLeadMs - lagMs) < 15);
+  engine.destroy();
+});
+
+test('a start\'s miss is judged and trimmed on time, even while play()\'s promise is pending', async () => {
+  // 10 ms slower than the initial lead, and a play() promise that settles 300 ms late.
+  const lagMs = INITIAL_START_LEAD_MS.fine + 10;
+  const { time, serverNow, engine, player } = setup({ playLagMs: lagMs, playResolveMs: 300 });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }));
+  await time.advance(300);
+  const anchor = serverNow() + 500;
+  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 2 }));
+  const missAt = () => (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
+  await time.advance(500 + START_SETTLE_MS + START_MOTION_LOOK_MS);
+  assert.ok(engine.busy, 'play() has not settled yet');
+  assert.ok(Math.abs(missAt() + 10) < 1, `the start came 10 ms late (${missAt()} ms)`);
+  assert.equal(Math.round(engine.lastStart.missMs), -10, "judged already");
+  assert.ok(player().rate > 1, 'and a faster rate takes the miss out');
+  await time.advance(START_TRIM_MS + 20);
+  assert.ok(Math.abs(missAt()) < 1, `trimmed within ${START_TRIM_MS} ms (${missAt()} ms left)`);
+  assert.equal(player().rate, 1, 'back at the room\'s rate');
   engine.destroy();
 });
 
