@@ -13,8 +13,8 @@
 // was quick both ways, so on a jittery link it converges several times faster than a
 // filter of low-rtt samples (on the e2e test's link, from the same recorded samples:
 // within 1.0 ms of the truth, against up to 6.0 ms for the median of the fastest third).
-// Intervals that do not overlap prove the clocks moved (a server clock step, or drift
-// over the window): the oldest samples are then dropped until the rest agree.
+// Intervals that do not overlap prove the clocks moved apart (drift over the window, or a
+// server clock set differently): the oldest samples are then dropped until the rest agree.
 
 // 30 samples at one per 2 s cover the last minute: enough for a quick trip in each
 // direction even on a jittery link, short enough that clock drift does not matter.

@@ -67,11 +67,11 @@ test('on a link with ±20 ms of jitter each way, the burst gets within a few ms'
   assert.ok(worst < 8, `worst error ${worst.toFixed(2)} ms`);
 });
 
-test('samples that contradict newer ones (the server clock stepped) are dropped', () => {
+test('samples that contradict newer ones (the clocks moved apart) are dropped', () => {
   const clock = new ClockSync({ now: () => 0 });
   for (let i = 0; i < 5; i++) exchange(clock, { t0: i * 100, up: 5, down: 5, offset: 1000 });
   assert.equal(clock.offsetMs, 1000);
-  // The server's clock steps 200 ms ahead: the new interval cannot meet the old ones.
+  // The server's clock is now 200 ms further ahead: the new interval cannot meet the old ones.
   exchange(clock, { t0: 1000, up: 5, down: 5, offset: 1200 });
   assert.equal(clock.samples.length, 1);
   assert.equal(clock.offsetMs, 1200);
