@@ -400,19 +400,20 @@ export class SyncEngine {
   checkStart() {
     const playback = this.model.current;
     const player = this.player;
-    if (this.startCheck === null || !playback || playback.paused || !player || !this.playerReady || player.paused()) return;
-    const serverMs = this.serverNow();
-    const expected = this.expectedPosition(serverMs);
-    if (expected === null) return;
+    if (this.startCheck === null || !playback || playback.paused || !player || !this.playerReady) return;
     if (this.now() < this.startCheck.at) {
       this.restartTimer('start', this.startCheck.at - this.now(), () => this.checkStart());
       return;
     }
-    if (player.buffering()) {
-      // Stalled: the drift grows meanwhile; judged once it plays again.
+    if (player.buffering() || (player.paused() && this.busy)) {
+      // Not moving yet: waiting for data (the drift grows meanwhile), or a player that says
+      // it plays only once play() has gone through (YouTube). Judged once it moves.
       this.restartTimer('start', START_MOTION_LOOK_MS, () => this.checkStart());
       return;
     }
+    const serverMs = this.serverNow();
+    const expected = this.expectedPosition(serverMs);
+    if (player.paused() || expected === null) return;
     const actual = player.currentTime();
     const driftMs = (actual - expected) * 1000;
     this.lastDriftMs = driftMs;

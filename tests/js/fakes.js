@@ -45,7 +45,7 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
+  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, pausedUntilResolved = false, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
     // With `resumeJumpMs`, the player behaves like Chromium's <video>: a play() after a
     // pause with no seek since jumps ahead by that much at once (then waits playLagMs as
     // any start), and it says which kind its next start is (`startKind`).
@@ -61,6 +61,9 @@ export class FakePlayer {
     // Chromium resolves play()'s promise once playback is under way, often well after
     // the media has started moving.
     this.playResolveMs = playResolveMs;
+    // Like YouTube's player: it says it plays only once play() has gone through.
+    this.pausedUntilResolved = pausedUntilResolved;
+    this.saysPausedUntil = null;
     this.seekMs = seekMs;
     this.blockAutoplay = blockAutoplay;
     this.position = 0;
@@ -114,7 +117,7 @@ export class FakePlayer {
     return this.durationS;
   }
   paused() {
-    return this.isPaused;
+    return this.isPaused || (this.saysPausedUntil !== null && this.time.now() < this.saysPausedUntil);
   }
   buffering() {
     return this.isBuffering;
@@ -135,6 +138,7 @@ export class FakePlayer {
     if (this.resumeJumpMs !== null && this.startKind === 'resumed' && this.isPaused) this.position += this.resumeJumpMs / 1000;
     this.isPaused = false;
     this.movingFrom = this.time.now() + this.playLagMs;
+    if (this.pausedUntilResolved) this.saysPausedUntil = this.time.now() + this.playResolveMs;
     if (!this.playResolveMs) return Promise.resolve();
     return new Promise((resolve) => this.time.setTimer(resolve, this.playResolveMs));
   }

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SyncEngine, INITIAL_START_LEAD_MS, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
+import { SyncEngine, INITIAL_START_LEAD_MS, START_LEAD_LEARNING, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
 import { ONE_WAY_MS, SERVER_OFFSET, settle, setupEngine } from './fakes.js';
 
 const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
@@ -83,6 +83,25 @@ test('a start\'s miss is judged and trimmed on time, even while play()\'s promis
   await time.advance(START_TRIM_MS + 20);
   assert.ok(Math.abs(missAt()) < 1, `trimmed within ${START_TRIM_MS} ms (${missAt()} ms left)`);
   assert.equal(player().rate, 1, 'back at the room\'s rate');
+  engine.destroy();
+});
+
+test('a player that says it plays only once play() went through (YouTube) is judged once it moves', async () => {
+  // A coarse player 300 ms from play() to motion, saying "paused" until then.
+  const lagMs = 300;
+  const { time, serverNow, engine, player } = setup({ fineRate: false, playLagMs: lagMs, playResolveMs: lagMs, pausedUntilResolved: true });
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }));
+  await time.advance(300);
+  const lead = engine.startLeadMs;
+  const anchor = serverNow() + 500;
+  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 2 }));
+  await time.advance(500 + lagMs + 100);
+  assert.equal(player().calls.filter(([name]) => name === 'play').length, 1, 'play() once, though the player said "paused" meanwhile');
+  const expectedMissMs = -(lagMs - lead);
+  assert.ok(Math.abs(engine.lastStart.missMs - expectedMissMs) < 2, `judged once moving: ${engine.lastStart.missMs} ms, not during the wait`);
+  assert.ok(Math.abs(engine.startLeadMs - (lead + (lagMs - lead) * START_LEAD_LEARNING)) < 2, `lead learned: ${engine.startLeadMs} ms`);
   engine.destroy();
 });
 
