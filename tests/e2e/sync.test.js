@@ -67,7 +67,7 @@ test('three pages (shifted clock, delayed link) start together: first start, see
     stats.judged = await Promise.all(pages.map((page) => page.evaluate(() => window.__wt.state().lastStart)));
     reportStart(stats, names, WINDOW_MS);
     if (process.env.WT_SYNC_TRACE) {
-      for (const page of pages) console.log('# start detail', JSON.stringify(await page.evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs, startTiming: s.startTiming }; })));
+      for (const page of pages) console.log('# start detail', JSON.stringify(await page.evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs, leads: s.startLeads }; })));
     }
     for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
     return stats;
