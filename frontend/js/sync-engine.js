@@ -375,9 +375,10 @@ export class SyncEngine {
     // that decided to start (a wait may have passed since).
     const standing = (this.player.currentTime() - this.expectedPosition(serverMs)) * 1000;
     const beforeAnchorMs = this.model.current.anchor - serverMs;
-    // How this start went, for learning (and diagnostics): when play() was called relative
-    // to the start time, where the media stood, and which kind of start it was.
-    this.lastStart = { beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
+    // How this start went, for learning (and diagnostics): which playback it started, when
+    // play() was called relative to the start time, where the media stood, and which kind
+    // of start it was.
+    this.lastStart = { seq: this.model.current.seq, beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
     const player = this.player;
     // Judged once the media should have been moving steadily for a while, on a timer of its
     // own: not at the next regular tick (up to TICK_MS later), nor once play()'s promise

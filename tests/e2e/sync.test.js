@@ -62,6 +62,7 @@ test('three pages (shifted clock, delayed link) start together: first start, see
     const stats = analyseStart(label, await stopSamplers(pages), started, offset, startReal, { windowMs: WINDOW_MS, gridMs: GRID_MS });
     stats.holds = (await stateOf(host)).holdsSeen - holdsSeen;
     stats.seqs = `${before.seq}→${started.seq}`;
+    stats.seq = started.seq;
     // Each page's own reading of its start: the miss it measured once the media moved, and
     // when (ms after the anchor). The start error above also counts how soon it was removed.
     stats.judged = await Promise.all(pages.map((page) => page.evaluate(() => window.__wt.state().lastStart)));
@@ -115,7 +116,8 @@ test('three pages (shifted clock, delayed link) start together: first start, see
   console.log('# start summary (phase: spread p50/p95/max ms; start error per page ms, + = early; each page\'s own miss reading @ when judged, ms after the anchor; clock estimate per page vs the host\'s, ms)');
   for (const stats of phases) {
     const f = (x) => x.toFixed(1);
-    const judged = stats.judged.map((j) => (j && Number.isFinite(j.missMs) ? `${f(j.missMs)} @${Math.round(j.judgedAfterMs)}` : 'n/a')).join(' / ');
+    // (n/a: the page did not start this playback itself, or has not judged it.)
+    const judged = stats.judged.map((j) => (j && j.seq === stats.seq && Number.isFinite(j.missMs) ? `${f(j.missMs)} @${Math.round(j.judgedAfterMs)}` : 'n/a')).join(' / ');
     console.log(`#   ${stats.label}: ${f(stats.p50)} / ${f(stats.p95)} / ${f(stats.max)}; start error ${stats.perPage.map((p) => f(p.startError)).join(' / ')}; miss @ms judged ${judged}; clock ${stats.perPage.map((p) => f(p.clockError)).join(' / ')}; seq ${stats.seqs}, ${stats.holds} hold(s)`);
   }
   for (const stats of phases) {
