@@ -1158,6 +1158,8 @@ function exposeTestHook() {
       fullscreen: document.fullscreenElement ? document.fullscreenElement.id || true : null,
       arrivalLeadMs: engine.arrivalLeadMs,
       lastStart: copy(engine.lastStart),
+      /** The audio callback grid starts are planned on (start-grid.js). */
+      startGrid: engine.grid.snapshot(),
       clockOffsetMs: engine.clock.offsetMs,
       rttMs: engine.clock.rttMs,
       clockSamples: engine.clock.samples.length,

@@ -10,6 +10,7 @@ import { ClockSync, pingDelayMs } from './clock.js';
 import { PlaybackModel, isHold, sameVideo } from './playback-model.js';
 import { CorrectionController, HTML5_TUNING, YOUTUBE_TUNING } from './correction.js';
 import { clearExactTimeout, setExactTimeout } from './exact-timer.js';
+import { StartGrid } from './start-grid.js';
 
 export const TICK_MS = 250;
 export const STATUS_INTERVAL_MS = 1000;
@@ -75,6 +76,12 @@ export const FLIP_REPORT_BURST = 4;
 export const FLIP_REPORTS_PER_S = 2;
 /** After the end, a player this close to the room's final position is left where it stands. */
 export const ENDED_TOLERANCE_MS = 500;
+/**
+ * After this long with nothing playing, the audio output's grid is taken to be gone
+ * (Chromium closes an idle output after some seconds; measured: kept after 3 s, a new one
+ * after 12 s), so the next start is not planned on it. See start-grid.js.
+ */
+export const GRID_IDLE_MS = 5000;
 
 export class SyncEngine {
   /**
@@ -115,6 +122,12 @@ export class SyncEngine {
     this.startsLearned = { fresh: 0, seeked: 0, resumed: 0 }; // how many starts taught each
     this.startCheck = null; // {at}: when to measure how well the last start hit the clock
     this.startTrim = null; // {until}: a rate correction of the last start's miss runs until then
+    // The audio output's callback grid, learned from starts, on which a planned start lands
+    // exactly (start-grid.js). Its period and latency carry over between videos; its phase
+    // is learned again for each element.
+    this.grid = new StartGrid();
+    this.plannedStart = null; // {seq, anchor, plan}: the grid plan for that start, or plan null
+    this.lastPlayingAt = null; // when the player was last seen playing (the output was running)
     this.prestartSeeks = 0;
     this.connected = false;
     this.everConnected = false;
@@ -243,6 +256,7 @@ export class SyncEngine {
       this.player.pause();
     }
     if (!this.player || !this.playerReady || this.busy || !this.clock.synced) return;
+    if (!this.player.paused()) this.lastPlayingAt = this.now();
 
     const serverMs = this.serverNow();
     const expected = this.expectedPosition(serverMs);
@@ -277,7 +291,21 @@ export class SyncEngine {
     const offStartMs = ((actual - playback.position) * 1000) / playback.rate;
     const moveToStart = this.player.paused() && untilStart > 0 && this.startKind === 'resumed' && this.player.fineRate;
     const standsAheadMs = this.player.paused() && untilStart > 0 && !moveToStart && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
-    const untilPlay = untilStart - lead + standsAheadMs;
+    const plan = this.planStart(playback, untilStart);
+    if (plan) {
+      // Planned on the audio callback grid: stand exactly where the room will be when the
+      // media can first move, and call play() where that motion is sure to follow.
+      const untilPlanned = plan.playAt - this.now();
+      if (untilPlanned > PLAY_MOMENT_SLACK_MS) {
+        const target = playback.position + (plan.aheadMs / 1000) * playback.rate;
+        this.holdAt(target, playback.rate, (actual - target) * 1000, MOVE_TO_START_TOLERANCE_MS);
+        if (this.busy) return;
+        if (untilPlanned < TICK_MS * 1.5) this.restartTimer('start', untilPlanned, () => this.tick(), { exact: true });
+        else this.restartTimer('start', untilPlanned - TICK_MS, () => this.tick());
+        return;
+      }
+    }
+    const untilPlay = plan ? 0 : untilStart - lead + standsAheadMs;
     if (untilPlay > PLAY_MOMENT_SLACK_MS) {
       // Scheduled start: stand ready at the start position, and call play() early by the
       // time this player needs to get moving, so the media starts moving at the anchor.
@@ -378,7 +406,14 @@ export class SyncEngine {
     // How this start went, for learning (and diagnostics): which playback it started, when
     // play() was called relative to the start time, where the media stood, and which kind
     // of start it was.
-    this.lastStart = { seq: this.model.current.seq, beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind };
+    const planned = this.plannedStart && this.plannedStart.seq === this.model.current.seq ? this.plannedStart.plan : null;
+    this.lastStart = {
+      seq: this.model.current.seq, beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind,
+      from: this.player.currentTime(), playAt: this.now(), planned: planned !== null, aheadMs: planned ? planned.aheadMs : null, plannedCallbackAt: planned ? planned.callbackAt : null,
+      // Whether the audio output was running already (something played lately): a start
+      // that opens one is taken up off its later grid, and moves later than usual.
+      outputRunning: this.lastPlayingAt !== null && this.now() - this.lastPlayingAt <= GRID_IDLE_MS,
+    };
     const player = this.player;
     // Judged once the media should have been moving steadily for a while, on a timer of its
     // own: not at the next regular tick (up to TICK_MS later), nor once play()'s promise
@@ -387,7 +422,10 @@ export class SyncEngine {
     const at = this.now() + Math.max(0, beforeAnchorMs) + START_SETTLE_MS;
     this.startCheck = { at };
     this.restartTimer('start', Math.max(0, at - this.now()), () => this.checkStart());
-    this.runPlay().then(() => {
+    this.lastPlayingAt = this.now();
+    const playing = this.runPlay();
+    this.watchCallback(player, this.lastStart);
+    playing.then(() => {
       // Refused (autoplay) or overtaken by a pause: there is no start to judge.
       if (this.player === player && player.paused()) this.startCheck = null;
     });
@@ -419,7 +457,10 @@ export class SyncEngine {
     const driftMs = (actual - expected) * 1000;
     this.lastDriftMs = driftMs;
     if (!this.movingSteadily(actual)) return;
-    if (this.lastStart) Object.assign(this.lastStart, { judgedAfterMs: serverMs - playback.anchor, missMs: driftMs });
+    if (this.lastStart) {
+      Object.assign(this.lastStart, { judgedAfterMs: serverMs - playback.anchor, missMs: driftMs });
+      this.noteMotion(this.lastStart, actual, playback.rate);
+    }
     this.learnStartLead(driftMs);
     this.trimStart(driftMs, playback.rate);
   }
@@ -481,6 +522,44 @@ export class SyncEngine {
     // A media clock running a little fast ends a moment before the room does. play() on an
     // ended element would start it over from 0, so it waits at the end for the room instead.
     return this.player.currentTime() >= duration - 0.05 && expected >= duration - ENDED_TOLERANCE_MS / 1000;
+  }
+
+  /**
+   * The grid plan for the current start (start-grid.js), made once when the start is first
+   * scheduled, or null: a player that cannot tell its callbacks, an unknown grid, or too
+   * little time left to move the media and call play().
+   */
+  planStart(playback, untilStart) {
+    const known = this.plannedStart;
+    if (known && known.seq === playback.seq && known.anchor === playback.anchor) return known.plan;
+    let plan = null;
+    // (A playing player is paused and moved by the plan, like a paused one.)
+    if (this.player.fineRate && typeof this.player.watchFirstMotion === 'function' && untilStart > 0 && playback.rate > 0) {
+      const now = this.now();
+      if (this.lastPlayingAt === null || now - this.lastPlayingAt > GRID_IDLE_MS) this.grid.dropPhase();
+      plan = this.grid.plan(now + untilStart, now);
+    }
+    this.plannedStart = { seq: playback.seq, anchor: playback.anchor, plan };
+    return plan;
+  }
+
+  /** Watches the start just begun for the audio callback that took it up (start-grid.js). */
+  watchCallback(player, start) {
+    if (typeof player.watchFirstMotion !== 'function' || !teachesGrid(start)) return;
+    player.watchFirstMotion(this.now).then((seen) => {
+      if (!seen || this.lastStart !== start) return;
+      start.callbackAt = seen.at;
+      start.runMs = seen.runMs;
+      start.onGrid = this.grid.noteCallback(seen.at, seen.runMs, start.playAt);
+    }, () => {});
+  }
+
+  /** The start's media is seen moving at `actual`: learns the output's latency from it. */
+  noteMotion(start, actual, rate) {
+    if (!teachesGrid(start) || !Number.isFinite(start.callbackAt) || !Number.isFinite(start.from)) return;
+    const onsetAt = this.now() - ((actual - start.from) * 1000) / rate;
+    start.motionAt = onsetAt;
+    this.grid.noteMotion(onsetAt, start.callbackAt);
   }
 
   learnStartLead(missMs) {
@@ -561,6 +640,8 @@ export class SyncEngine {
 
   switchVideo(video) {
     if (this.player) this.player.destroy();
+    // A new element plays on an output of its own: the grid's phase is not known for it.
+    this.grid.dropPhase();
     this.player = null;
     this.playerReady = false;
     this.playerVideo = video;
@@ -725,6 +806,17 @@ export class SyncEngine {
 function initialLeads(fineRate) {
   const which = fineRate ? 'fine' : 'coarse';
   return { fresh: INITIAL_START_LEAD_MS[which], seeked: INITIAL_START_LEAD_MS[which], resumed: INITIAL_RESUMED_LEAD_MS[which] };
+}
+
+/**
+ * Whether a start tells the audio grid (start-grid.js): only a seeked element's start on an
+ * output already running. A resumed element's first change is no callback (it jumps at
+ * once); and the first start of an element, or the first after the output idled, opens an
+ * output whose first callback lies off the grid it then keeps (measured in the sync test:
+ * planned on such a callback, 6 of 7 later starts came off the grid by 2.5-18 ms).
+ */
+function teachesGrid(start) {
+  return start.kind === 'seeked' && start.outputRunning;
 }
 
 function round1(x) {

@@ -2,7 +2,8 @@
 // seconds, one behind a proxy adding latency with jitter — and each page's media
 // position is sampled against the real clock (shared by all pages on this machine).
 // Four kinds of start are measured: the first start, a seek while playing, a pause then
-// play, and the queue's auto-advance to the next clip. For each, the test prints the
+// play (both twice: the second time planned on each page's audio callback grid), and the
+// queue's auto-advance to the next clip. For each, the test prints the
 // inter-page spread and each page's start error against the anchor; it asserts only
 // generous bounds (the printed figures are the result).
 
@@ -66,9 +67,10 @@ test('three pages (shifted clock, delayed link) start together: first start, see
     // Each page's own reading of its start: the miss it measured once the media moved, and
     // when (ms after the anchor). The start error above also counts how soon it was removed.
     stats.judged = await Promise.all(pages.map((page) => page.evaluate(() => window.__wt.state().lastStart)));
+    stats.grids = await Promise.all(pages.map((page) => page.evaluate(() => window.__wt.state().startGrid)));
     reportStart(stats, names, WINDOW_MS);
     if (process.env.WT_SYNC_TRACE) {
-      for (const page of pages) console.log('# start detail', JSON.stringify(await page.evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs, leads: s.startLeads }; })));
+      for (const page of pages) console.log('# start detail', JSON.stringify(await page.evaluate(() => { const s = window.__wt.state(); return { arrival: s.arrivalLeadMs, lastStart: s.lastStart, lead: s.startLeadMs, leads: s.startLeads, grid: s.startGrid }; })));
     }
     for (const page of pages) await waitPlayingNear(page, { toleranceMs: 200 });
     return stats;
@@ -83,11 +85,19 @@ test('three pages (shifted clock, delayed link) start together: first start, see
   phases.push(await measure('seek', () => host.locator('#seek-bar').fill('35'), current));
 
   // --- pause, then play ---
-  await host.locator('#play-button').click();
-  for (const page of pages) await waitState(page, (s) => s.playback.paused && s.playerPaused);
-  const { position: pausedAt } = await current();
-  for (const page of pages) await waitInPage(page, (at) => Math.abs(window.__wt.position() - at) < 0.05, pausedAt);
-  phases.push(await measure('pause→play', () => host.locator('#play-button').click(), current));
+  async function pauseThenPlay(label) {
+    await host.locator('#play-button').click();
+    for (const page of pages) await waitState(page, (s) => s.playback.paused && s.playerPaused);
+    const { position: pausedAt } = await current();
+    for (const page of pages) await waitInPage(page, (at) => Math.abs(window.__wt.position() - at) < 0.05, pausedAt);
+    phases.push(await measure(label, () => host.locator('#play-button').click(), current));
+  }
+  await pauseThenPlay('pause→play');
+
+  // --- the same two again: by now each page knows its audio output's callback grid from
+  // the starts above and plans these on it (start-grid.js; the phases above could not be) ---
+  phases.push(await measure('seek, planned', () => host.locator('#seek-bar').fill('20'), current));
+  await pauseThenPlay('pause→play, planned');
 
   // --- auto-advance: the clip ends and the queue's next one starts on every page ---
   await host.locator('#queue-library-select').selectOption(CLIP_B);
@@ -113,12 +123,14 @@ test('three pages (shifted clock, delayed link) start together: first start, see
     }
   }));
 
-  console.log('# start summary (phase: spread p50/p95/max ms; start error per page ms, + = early; each page\'s own miss reading @ when judged, ms after the anchor; clock estimate per page vs the host\'s, ms)');
+  console.log('# start summary (phase: spread p50/p95/max ms; start error per page ms, + = early; each page\'s own miss reading @ when judged, ms after the anchor; planned on the audio grid per page; clock estimate per page vs the host\'s, ms)');
   for (const stats of phases) {
     const f = (x) => x.toFixed(1);
     // (n/a: the page did not start this playback itself, or has not judged it.)
     const judged = stats.judged.map((j) => (j && j.seq === stats.seq && Number.isFinite(j.missMs) ? `${f(j.missMs)} @${Math.round(j.judgedAfterMs)}` : 'n/a')).join(' / ');
-    console.log(`#   ${stats.label}: ${f(stats.p50)} / ${f(stats.p95)} / ${f(stats.max)}; start error ${stats.perPage.map((p) => f(p.startError)).join(' / ')}; miss @ms judged ${judged}; clock ${stats.perPage.map((p) => f(p.clockError)).join(' / ')}; seq ${stats.seqs}, ${stats.holds} hold(s)`);
+    // Which pages planned this start on their audio grid (and its callback's distance from the plan, ms).
+    const planned = stats.judged.map((j) => (j && j.seq === stats.seq && j.planned ? (Number.isFinite(j.callbackAt) ? `yes ${f(j.callbackAt - j.plannedCallbackAt)}` : 'yes') : 'no')).join(' / ');
+    console.log(`#   ${stats.label}: ${f(stats.p50)} / ${f(stats.p95)} / ${f(stats.max)}; start error ${stats.perPage.map((p) => f(p.startError)).join(' / ')}; miss @ms judged ${judged}; planned ${planned}; clock ${stats.perPage.map((p) => f(p.clockError)).join(' / ')}; seq ${stats.seqs}, ${stats.holds} hold(s)`);
   }
   for (const stats of phases) {
     assert.ok(stats.advanced.every((a) => Math.abs(a - WINDOW_MS / 1000) < 0.5), `${stats.label}: every page played through the window (${stats.advanced})`);

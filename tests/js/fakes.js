@@ -45,7 +45,7 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, pausedUntilResolved = false, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
+  constructor(time, { audioGrid = null, fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, pausedUntilResolved = false, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
     // With `resumeJumpMs`, the player behaves like Chromium's <video>: a play() after a
     // pause with no seek since jumps ahead by that much at once (then waits playLagMs as
     // any start), and it says which kind its next start is (`startKind`).
@@ -58,6 +58,19 @@ export class FakePlayer {
     this.fineRate = fineRate;
     this.durationS = duration;
     this.playLagMs = playLagMs;
+    // With `audioGrid` ({periodMs, phaseMs, delayMs, minMs}), the player starts like
+    // Chromium's <video> on an audio output: play() is taken up by the first output
+    // callback at least minMs later (callbacks are phaseMs + n * periodMs), and the media
+    // moves delayMs after that callback; it also says when that callback came
+    // (watchFirstMotion). playLagMs is then unused.
+    this.audioGrid = audioGrid;
+    this.lastCallbackAt = null;
+    if (audioGrid) {
+      this.watchFirstMotion = () => {
+        const at = this.lastCallbackAt;
+        return new Promise((resolve) => this.time.setTimer(() => resolve(this.isPaused ? null : { at, runMs: audioGrid.periodMs }), Math.max(0, at + audioGrid.periodMs - this.time.now())));
+      };
+    }
     // Chromium resolves play()'s promise once playback is under way, often well after
     // the media has started moving.
     this.playResolveMs = playResolveMs;
@@ -138,6 +151,11 @@ export class FakePlayer {
     if (this.resumeJumpMs !== null && this.startKind === 'resumed' && this.isPaused) this.position += this.resumeJumpMs / 1000;
     this.isPaused = false;
     this.movingFrom = this.time.now() + this.playLagMs;
+    if (this.audioGrid) {
+      const { periodMs, phaseMs, delayMs, minMs } = this.audioGrid;
+      this.lastCallbackAt = phaseMs + Math.ceil((this.time.now() + minMs - phaseMs) / periodMs) * periodMs;
+      this.movingFrom = this.lastCallbackAt + delayMs;
+    }
     if (this.pausedUntilResolved) this.saysPausedUntil = this.time.now() + this.playResolveMs;
     if (!this.playResolveMs) return Promise.resolve();
     return new Promise((resolve) => this.time.setTimer(resolve, this.playResolveMs));

@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SyncEngine, INITIAL_START_LEAD_MS, START_LEAD_LEARNING, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
+import { SyncEngine, GRID_IDLE_MS, INITIAL_START_LEAD_MS, START_LEAD_LEARNING, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
 import { ONE_WAY_MS, SERVER_OFFSET, settle, setupEngine } from './fakes.js';
 
 const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
@@ -61,6 +61,54 @@ test('the start lead is learned from each start', async () => {
   assert.ok(misses[0] < -80, `the first start is late by about the unknown lag (${misses[0]} ms)`);
   assert.ok(Math.abs(misses.at(-1)) < 15, `later starts hit the anchor (${misses.map((m) => m.toFixed(1)).join(', ')})`);
   assert.ok(Math.abs(engine.startLeadMs - lagMs) < 15);
+  engine.destroy();
+});
+
+test('once the audio callback grid is known, a start is planned on it and lands exactly', async () => {
+  // Chromium-like: play() is taken up by the next output callback (23.22 ms apart), the
+  // media moves 69.5 ms after it. A learned lead alone misses by up to half a period.
+  const audioGrid = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
+  const { time, serverNow, engine, player } = setup({ audioGrid, seekMs: 6 });
+  engine.onConnected();
+  await time.advance(800);
+  const starts = [];
+  for (let seq = 1; seq <= 12; seq += 2) {
+    engine.onPlayback(playback({ paused: true, position: 5, seq }), { fresh: seq === 1 });
+    await time.advance(300 + seq * 3.3); // anchors fall anywhere between two callbacks
+    const anchor = serverNow() + 160;
+    engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: seq + 1 }));
+    await time.advance(160 + 69.5 + 40);
+    // Before any trim can act: where the media stands against the room clock.
+    const missMs = (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
+    starts.push({ missMs, planned: engine.lastStart.planned, aheadMs: engine.lastStart.aheadMs });
+    await time.advance(1000);
+  }
+  const shown = starts.map((s) => `${s.missMs.toFixed(2)}${s.planned ? ' (planned)' : ''}`).join(', ');
+  assert.equal(starts[0].planned, false, `the first start cannot be planned: ${shown}`);
+  assert.ok(starts.slice(3).every((s) => s.planned), `planned once the grid is known: ${shown}`);
+  for (const s of starts.filter((x) => x.planned)) {
+    assert.ok(Math.abs(s.missMs) < 0.01, `a planned start lands on the anchor: ${shown}`);
+    assert.ok(s.aheadMs >= 0 && s.aheadMs < audioGrid.periodMs);
+  }
+  assert.ok(player().calls.some(([name, at]) => name === 'seek' && at > 5 && at < 5 + audioGrid.periodMs / 1000), 'stood ahead of the start position by the gap to the grid');
+  assert.ok(Math.abs(engine.grid.periodMs - audioGrid.periodMs) < 1e-9);
+  assert.ok(Math.abs(engine.grid.motionDelayMs - audioGrid.delayMs) < 0.01);
+  // After a long pause the output may be another: that start is not planned on the old grid.
+  engine.onPlayback(playback({ paused: true, position: 5, seq: 20 }));
+  await time.advance(GRID_IDLE_MS + 500);
+  const anchor = serverNow() + 160;
+  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 21 }));
+  await time.advance(400);
+  assert.equal(engine.lastStart.planned, false, 'not planned after an idle output');
+  assert.equal(engine.grid.ready, false, 'nor taught by that start, which opened the output');
+  await time.advance(1000);
+  for (const seq of [22, 24]) {
+    engine.onPlayback(playback({ paused: true, position: 5, seq }));
+    await time.advance(300);
+    engine.onPlayback(playback({ paused: false, position: 5, anchor: serverNow() + 160, seq: seq + 1 }));
+    await time.advance(400);
+  }
+  assert.equal(engine.lastStart.planned, true, 'the next start gave the phase again');
   engine.destroy();
 });
 

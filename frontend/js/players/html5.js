@@ -16,6 +16,8 @@ const HLS_MODULE = '/vendor/hls.js/hls.min.mjs';
 /** hls.js transmuxes in this worker, loaded from our own origin (no blob: workers needed). */
 const HLS_WORKER = '/vendor/hls.js/hls.worker.js';
 const HLS_MIME = 'application/vnd.apple.mpegurl';
+/** watchFirstMotion looks this long at most: a callback and its run take at most ~50 ms. */
+const WATCH_MS = 90;
 
 let hlsModule = null;
 
@@ -207,6 +209,35 @@ export class Html5Player {
 
   play() {
     return this.video.play();
+  }
+
+  /**
+   * Watches a start just begun by play() for the audio output's callback that took it up
+   * (start-grid.js). From that callback currentTime runs at the media's pace for one
+   * buffer's worth, then stands still until the sound comes out: a look during that run
+   * tells when it began (now minus how far it ran), and where it stops tells how much media
+   * one callback takes (its period). Looks every few ms on plain timers, not in a tight
+   * loop: three pages starting at once on two cores must not starve each other's media.
+   * Resolves {at, runMs}, or null if nothing moved in time or the element stopped.
+   */
+  async watchFirstMotion(now = () => performance.now()) {
+    const el = this.video;
+    const from = el.currentTime;
+    const began = now();
+    let at = Infinity;
+    let last = from;
+    while (!el.paused && now() - began < WATCH_MS) {
+      await new Promise((resolve) => setTimeout(resolve, 1));
+      const t = now();
+      const position = el.currentTime;
+      if (position !== from) {
+        if (position === last) return { at, runMs: (position - from) * 1000 };
+        // Still running: it began as long ago as it ran (a look after it stopped would say later).
+        at = Math.min(at, t - (position - from) * 1000);
+      }
+      last = position;
+    }
+    return null;
   }
 
   pause() {

@@ -1,0 +1,177 @@
+// Where a media element's motion can begin: the audio output's callback grid.
+//
+// Measured in Chromium (docs/synchronization.md, "The audio callback grid"): play() takes
+// effect at the next callback of the audio output, a clock that runs on its own, shared by
+// every element of the page (1024 frames at 44.1 kHz = 23.22 ms apart on the test machine).
+// At that callback `currentTime` first changes (it runs ahead by one buffer, then stands
+// still), and the media truly moves a fixed delay later (the output's latency, 69.5 ±
+// 0.3 ms there). So a start's motion can only begin on a grid of instants, and which one it
+// is depends on where play() falls between two callbacks: a learned lead alone misses by
+// up to half a period either way.
+//
+// Knowing the grid, a start can be planned exactly: motion begins at the first grid
+// instant at or after the anchor, the paused media is first moved ahead by the gap (so it
+// stands where the room will be at that instant), and play() goes in the middle of the
+// callback period before it. This module learns the grid from the starts themselves and
+// makes those plans; it does no I/O and is driven with plain numbers (ms on the page's
+// monotonic clock).
+
+/** Callback periods an audio output may use (ms): common buffer sizes at 44.1 and 48 kHz. */
+export const CALLBACK_PERIODS_MS = [...new Set([128, 256, 441, 480, 512, 882, 960, 1024, 2048]
+  .flatMap((frames) => [frames / 44.1, frames / 48]))];
+/** How far callbacks may lie off one grid and still tell its period (readings are good to ~0.2 ms). */
+export const FIT_TOLERANCE_MS = 0.75;
+/**
+ * How far a start's callback may lie off the known grid before the grid is taken to have
+ * changed (a callback one period off, from another output, is 5 ms off at the very least).
+ */
+export const ON_GRID_TOLERANCE_MS = 3;
+/** A first run of motion this long or longer is one callback's worth (shorter: not a callback). */
+export const MIN_RUN_MS = 10;
+/**
+ * A callback period's candidates must lie this close to the first runs measured (media
+ * ms). Runs read a few ms short on a busy page, so this only rules out periods far off (a
+ * short period fits any callbacks); the callbacks themselves decide.
+ */
+export const RUN_MATCH_MS = 4;
+/** Callbacks kept to solve the period from. */
+export const KEPT_CALLBACKS = 8;
+/** Shortest time a plan leaves for the move (a seek of a few ms on a paused element). */
+export const PLAN_SEEK_MARGIN_MS = 25;
+
+export class StartGrid {
+  constructor() {
+    this.reset();
+  }
+
+  /** Forgets everything (a period that does not hold). */
+  reset() {
+    /** Recent callbacks seen at starts ({at, runMs}), on one grid: its phase. */
+    this.callbacks = [];
+    /** Whether the last callback noted lay off the grid (two in a row: the period is wrong). */
+    this.lastOffGrid = false;
+    /** The callback period (ms), once only one candidate fits every callback seen. */
+    this.periodMs = null;
+    /** From a callback to the media's motion (ms): the output's latency. */
+    this.motionDelayMs = null;
+    /** Shortest time seen from play() to the callback that started it (ms). */
+    this.playToCallbackMs = null;
+    /** How many times the grid was dropped (diagnostics). */
+    this.resets = (this.resets ?? -1) + 1;
+    /** How many times the phase was dropped (diagnostics). */
+    this.phaseDrops = this.phaseDrops ?? 0;
+  }
+
+  /**
+   * Forgets the grid's phase but keeps what belongs to the output's kind (its period and
+   * latency): Chromium opens a new output, on a grid of its own, for a new element and
+   * after some seconds with nothing playing. The next start's callback gives the phase.
+   */
+  dropPhase() {
+    this.callbacks = [];
+    this.phaseDrops += 1;
+  }
+
+  /** What is known, for diagnostics. */
+  snapshot() {
+    return { periodMs: this.periodMs, motionDelayMs: this.motionDelayMs, callbacks: this.callbacks.length, playToCallbackMs: this.playToCallbackMs, resets: this.resets, phaseDrops: this.phaseDrops };
+  }
+
+  /** Whether starts can be planned on the grid. */
+  get ready() {
+    return this.periodMs !== null && this.motionDelayMs !== null && this.callbacks.length > 0;
+  }
+
+  /**
+   * A start's first callback: `at` when currentTime first changed after play() (called at
+   * `playAt`), whose first run of motion lasted `runMs`. Returns whether it lay on the grid
+   * as known (true also while the grid is still being learned). A callback off the grid
+   * means the output changed without our knowing: the phase is dropped and taken from this
+   * callback; a second one off the grid in a row means the period is wrong, and all is
+   * learned again.
+   */
+  noteCallback(at, runMs, playAt) {
+    if (!Number.isFinite(at) || !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
+    const offGrid = Math.abs(this.offGridMs(at)) > ON_GRID_TOLERANCE_MS;
+    if (offGrid && this.lastOffGrid) this.reset();
+    else if (offGrid) this.dropPhase();
+    this.lastOffGrid = offGrid;
+    this.callbacks.push({ at, runMs });
+    if (this.callbacks.length > KEPT_CALLBACKS) this.callbacks.shift();
+    const sincePlay = at - playAt;
+    if (Number.isFinite(sincePlay) && sincePlay >= 0) {
+      this.playToCallbackMs = this.playToCallbackMs === null ? sincePlay : Math.min(this.playToCallbackMs, sincePlay);
+    }
+    if (this.periodMs === null) this.solvePeriod();
+    return !offGrid;
+  }
+
+  /** The media was seen moving from `onsetAt`, after the callback at `callbackAt`. */
+  noteMotion(onsetAt, callbackAt) {
+    const delay = onsetAt - callbackAt;
+    if (!Number.isFinite(delay) || delay <= 0 || delay > 500) return;
+    this.motionDelayMs = delay;
+  }
+
+  /**
+   * A callback instant of the grid: the kept callbacks' mean place on it, so one reading a
+   * little off moves the grid by a fraction of that. Null while the period is unknown.
+   */
+  phaseAt() {
+    if (this.periodMs === null || this.callbacks.length === 0) return null;
+    const p = this.periodMs;
+    const last = this.callbacks.at(-1).at;
+    const offs = this.callbacks.map((c) => {
+      const n = (c.at - last) / p;
+      return (n - Math.round(n)) * p;
+    });
+    return last + offs.reduce((a, b) => a + b, 0) / offs.length;
+  }
+
+  /** How far `at` lies from the nearest grid callback (ms); NaN while the period is unknown. */
+  offGridMs(at) {
+    const phase = this.phaseAt();
+    if (phase === null) return NaN;
+    const n = (at - phase) / this.periodMs;
+    return (n - Math.round(n)) * this.periodMs;
+  }
+
+  /**
+   * The one candidate period that lies near the first runs measured (media ms: one
+   * callback's worth) and fits every kept callback (two at least, all within tolerance of
+   * one grid); none while two or more do. Each further callback rules out more.
+   */
+  solvePeriod() {
+    const runs = this.callbacks.map((c) => c.runMs).sort((a, b) => a - b);
+    const run = runs[runs.length >> 1];
+    const last = this.callbacks.at(-1).at;
+    const fitting = CALLBACK_PERIODS_MS.filter((p) => Math.abs(p - run) <= RUN_MATCH_MS && this.callbacks.every((c) => {
+      const n = (c.at - last) / p;
+      return Math.abs(n - Math.round(n)) * p <= FIT_TOLERANCE_MS;
+    }));
+    this.periodMs = fitting.length === 1 && this.callbacks.length >= 2 ? fitting[0] : null;
+  }
+
+  /**
+   * Plans a start whose anchor falls at `anchorAt` (ms, page clock), asked at `now`: when
+   * the media will begin to move (`motionAt`, the first grid instant at or after the
+   * anchor), how far ahead of the start position it must stand meanwhile (`aheadMs`, room
+   * time: it moves from there at the anchor's pace), and when to call play() (`playAt`,
+   * mid-way in the callback period before that motion's callback). Null when the grid is
+   * not known or there is no time left to move the media and call play() on time.
+   */
+  plan(anchorAt, now) {
+    if (!this.ready) return null;
+    const p = this.periodMs;
+    const delay = this.motionDelayMs;
+    const phase = this.phaseAt() + delay; // a grid instant of motion
+    const motionAt = phase + Math.ceil((anchorAt - phase) / p) * p;
+    const callbackAt = motionAt - delay;
+    // play() must come after the previous callback's cut-off and before this one's: in the
+    // middle of that window, whatever part of the period play() itself needs.
+    const needs = Math.min(this.playToCallbackMs ?? 0, p / 2);
+    const playAt = callbackAt - needs - p / 2;
+    if (playAt - now < PLAN_SEEK_MARGIN_MS) return null;
+    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
+  }
+}

@@ -1,0 +1,90 @@
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { MIN_RUN_MS, PLAN_SEEK_MARGIN_MS, StartGrid } from '../../frontend/js/start-grid.js';
+
+// The test machine's output: 1024 frames at 44.1 kHz, motion 69.5 ms after the callback.
+const PERIOD = 1024 / 44.1;
+const DELAY = 69.5;
+const PHASE = 3.7;
+/** The callback that takes up a play() at `at` on that output (at least `minMs` later). */
+const callbackAfter = (at, minMs = 2) => PHASE + Math.ceil((at + minMs - PHASE) / PERIOD) * PERIOD;
+
+/** A grid taught by starts at the given play() times, as the engine teaches it. */
+function taught(playTimes, { minMs = 2, run = PERIOD - 1.5 } = {}) {
+  const grid = new StartGrid();
+  for (const playAt of playTimes) {
+    const at = callbackAfter(playAt, minMs);
+    grid.noteCallback(at, run, playAt);
+    grid.noteMotion(at + DELAY, at);
+  }
+  return grid;
+}
+
+test('the callback period is solved from starts\' callbacks and first runs', () => {
+  const grid = taught([1000]);
+  assert.equal(grid.periodMs, null, 'one callback fits many periods');
+  assert.equal(grid.ready, false);
+  const two = taught([1000, 3711.3, 5230.8]);
+  assert.ok(Math.abs(two.periodMs - PERIOD) < 1e-9, `period ${two.periodMs}`);
+  assert.equal(two.motionDelayMs, DELAY);
+  assert.ok(two.ready);
+});
+
+test('a planned start moves exactly at a grid instant at or after the anchor, play() safely between two callbacks', () => {
+  for (const minMs of [0.5, 2, 6, PERIOD / 2 - 0.5]) {
+    const grid = taught([1000, 3711.3, 5230.8, 6100.1], { minMs });
+    for (let anchor = 9000; anchor < 9000 + 3 * PERIOD; anchor += 1.37) {
+      const plan = grid.plan(anchor, anchor - 160);
+      assert.ok(plan, 'a plan with 160 ms to go');
+      assert.ok(plan.aheadMs >= 0 && plan.aheadMs < PERIOD, `ahead ${plan.aheadMs}`);
+      assert.ok(Math.abs(plan.motionAt - anchor - plan.aheadMs) < 1e-9);
+      // Where the simulated output really takes the start up:
+      const motion = callbackAfter(plan.playAt, minMs) + DELAY;
+      assert.ok(Math.abs(motion - plan.motionAt) < 1e-6, `minMs ${minMs}, anchor ${anchor}: moved at ${motion}, planned ${plan.motionAt}`);
+    }
+  }
+});
+
+test('no plan without the time to move the media first', () => {
+  const grid = taught([1000, 3711.3, 5230.8]);
+  const anchor = 9000;
+  const plan = grid.plan(anchor, anchor - 200);
+  assert.ok(plan);
+  assert.equal(grid.plan(anchor, plan.playAt - PLAN_SEEK_MARGIN_MS + 1), null);
+});
+
+test('a callback off the grid (a new output) takes the phase from it; two in a row drop the period too', () => {
+  const grid = taught([1000, 3711.3, 5230.8]);
+  assert.ok(grid.ready);
+  const moved = callbackAfter(8000) + 8;
+  assert.equal(grid.noteCallback(moved, PERIOD, 8000), false);
+  assert.ok(grid.ready, 'period and latency are kept');
+  assert.equal(grid.callbacks.length, 1);
+  assert.ok(Math.abs(grid.offGridMs(moved + 40 * PERIOD)) < 1e-6, 'the grid now runs through that callback');
+  assert.equal(grid.noteCallback(moved + 40 * PERIOD + 9, PERIOD, 8000), false);
+  assert.equal(grid.periodMs, null, 'a second one off the grid: the period was wrong, learned again');
+  assert.equal(grid.resets, 1);
+  // Readings a little off stay on the grid and move it by a fraction.
+  const kept = taught([1000, 3711.3, 5230.8]);
+  assert.equal(kept.noteCallback(callbackAfter(8000) + 0.8, PERIOD, 8000), true);
+  assert.ok(Math.abs(kept.offGridMs(callbackAfter(9000))) < 0.3);
+});
+
+test('a dropped phase (a new element, an idle output) is learned again from the next start alone', () => {
+  const grid = taught([1000, 3711.3, 5230.8]);
+  grid.dropPhase();
+  assert.equal(grid.ready, false);
+  assert.equal(grid.plan(9000, 8800), null);
+  const at = callbackAfter(9500) + 5.5; // the new output runs on another phase
+  assert.equal(grid.noteCallback(at, PERIOD - 2, 9500), true);
+  assert.ok(grid.ready);
+  const plan = grid.plan(12000, 11800);
+  const n = (plan.callbackAt - at) / PERIOD;
+  assert.ok(Math.abs(n - Math.round(n)) * PERIOD < 1e-6, 'planned on the new phase');
+});
+
+test('a first change that is no callback (a resumed element jumps at once) is not learned from', () => {
+  const grid = new StartGrid();
+  assert.equal(grid.noteCallback(1003, MIN_RUN_MS - 1, 1000), false);
+  assert.equal(grid.callbacks.length, 0);
+});
