@@ -38,6 +38,8 @@ export const RUN_MATCH_MS = 4;
 export const KEPT_CALLBACKS = 8;
 /** Shortest time a plan leaves for the move (a seek of a few ms on a paused element). */
 export const PLAN_SEEK_MARGIN_MS = 25;
+/** A plan is moved a period on at most this often (each move seeks again). */
+export const MAX_PLAN_MOVES = 2;
 
 export class StartGrid {
   constructor() {
@@ -172,6 +174,23 @@ export class StartGrid {
     const needs = Math.min(this.playToCallbackMs ?? 0, p / 2);
     const playAt = callbackAt - needs - p / 2;
     if (playAt - now < PLAN_SEEK_MARGIN_MS) return null;
-    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
+    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt, moves: 0 };
+  }
+
+  /**
+   * The same start moved whole periods later, for when its play() moment has passed (a busy
+   * page, a slow seek): motion one or more callbacks on, the media that much further ahead,
+   * so it still lands on the room's clock. Null once it has been moved MAX_PLAN_MOVES times.
+   */
+  later(plan, now) {
+    if (plan.moves >= MAX_PLAN_MOVES) return null;
+    const shift = Math.max(1, Math.ceil((now + PLAN_SEEK_MARGIN_MS - plan.playAt) / this.periodMs)) * this.periodMs;
+    return {
+      motionAt: plan.motionAt + shift,
+      callbackAt: plan.callbackAt + shift,
+      playAt: plan.playAt + shift,
+      aheadMs: plan.aheadMs + shift,
+      moves: plan.moves + 1,
+    };
   }
 }

@@ -82,6 +82,11 @@ export const ENDED_TOLERANCE_MS = 500;
  * after 12 s), so the next start is not planned on it. See start-grid.js.
  */
 export const GRID_IDLE_MS = 5000;
+/**
+ * A planned play() this late is moved to a later callback instead: it still has half a
+ * period before it would miss its own, but a page this late is likely later still.
+ */
+export const PLAN_LATE_MS = 2;
 
 export class SyncEngine {
   /**
@@ -291,7 +296,16 @@ export class SyncEngine {
     const offStartMs = ((actual - playback.position) * 1000) / playback.rate;
     const moveToStart = this.player.paused() && untilStart > 0 && this.startKind === 'resumed' && this.player.fineRate;
     const standsAheadMs = this.player.paused() && untilStart > 0 && !moveToStart && Math.abs(offStartMs) <= START_POSITION_TOLERANCE_MS ? offStartMs : 0;
-    const plan = this.planStart(playback, untilStart);
+    // (Once its play() has been called, a planned start runs like any other.)
+    const started = this.lastStart !== null && this.lastStart.seq === playback.seq && !this.player.paused();
+    let plan = started ? null : this.planStart(playback, untilStart);
+    if (plan && plan.playAt - this.now() < -PLAN_LATE_MS) {
+      // Its play() moment has passed (a busy page, a slow seek): a later callback would
+      // take it up, with the media standing too far back. Move the plan a period or more on
+      // (or give it up after a few moves).
+      plan = this.grid.later(plan, this.now());
+      this.plannedStart.plan = plan;
+    }
     if (plan) {
       // Planned on the audio callback grid: stand exactly where the room will be when the
       // media can first move, and call play() where that motion is sure to follow.
