@@ -38,8 +38,6 @@ export const RUN_MATCH_MS = 4;
 export const KEPT_CALLBACKS = 8;
 /** Shortest time a plan leaves for the move (a seek of a few ms on a paused element). */
 export const PLAN_SEEK_MARGIN_MS = 25;
-/** A plan is moved a period on at most this often (each move seeks again). */
-export const MAX_PLAN_MOVES = 2;
 
 export class StartGrid {
   constructor() {
@@ -174,23 +172,16 @@ export class StartGrid {
     const needs = Math.min(this.playToCallbackMs ?? 0, p / 2);
     const playAt = callbackAt - needs - p / 2;
     if (playAt - now < PLAN_SEEK_MARGIN_MS) return null;
-    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt, moves: 0 };
+    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
   }
 
+
   /**
-   * The same start moved whole periods later, for when its play() moment has passed (a busy
-   * page, a slow seek): motion one or more callbacks on, the media that much further ahead,
-   * so it still lands on the room's clock. Null once it has been moved MAX_PLAN_MOVES times.
+   * Whether a plan's play() may still go now: before its callback's cut-off (the callback
+   * takes up only a play() at least playToCallbackMs before it, the shortest seen), with
+   * a millisecond to spare. A page that got there later would be taken up a period late.
    */
-  later(plan, now) {
-    if (plan.moves >= MAX_PLAN_MOVES) return null;
-    const shift = Math.max(1, Math.ceil((now + PLAN_SEEK_MARGIN_MS - plan.playAt) / this.periodMs)) * this.periodMs;
-    return {
-      motionAt: plan.motionAt + shift,
-      callbackAt: plan.callbackAt + shift,
-      playAt: plan.playAt + shift,
-      aheadMs: plan.aheadMs + shift,
-      moves: plan.moves + 1,
-    };
+  stillOnTime(plan, now) {
+    return now <= plan.callbackAt - (this.playToCallbackMs ?? 0) - 1;
   }
 }

@@ -82,11 +82,6 @@ export const ENDED_TOLERANCE_MS = 500;
  * after 12 s), so the next start is not planned on it. See start-grid.js.
  */
 export const GRID_IDLE_MS = 5000;
-/**
- * A planned play() this late is moved to a later callback instead: it still has half a
- * period before it would miss its own, but a page this late is likely later still.
- */
-export const PLAN_LATE_MS = 2;
 
 export class SyncEngine {
   /**
@@ -299,12 +294,11 @@ export class SyncEngine {
     // (Once its play() has been called, a planned start runs like any other.)
     const started = this.lastStart !== null && this.lastStart.seq === playback.seq && !this.player.paused();
     let plan = started ? null : this.planStart(playback, untilStart);
-    if (plan && plan.playAt - this.now() < -PLAN_LATE_MS) {
+    if (plan && !this.grid.stillOnTime(plan, this.now())) {
       // Its play() moment has passed (a busy page, a slow seek): a later callback would
-      // take it up, with the media standing too far back. Move the plan a period or more on
-      // (or give it up after a few moves).
-      plan = this.grid.later(plan, this.now());
-      this.plannedStart.plan = plan;
+      // take it up, a period late. Given up: the start goes the usual way from here.
+      plan = null;
+      this.plannedStart.plan = null;
     }
     if (plan) {
       // Planned on the audio callback grid: stand exactly where the room will be when the
@@ -424,6 +418,9 @@ export class SyncEngine {
     this.lastStart = {
       seq: this.model.current.seq, beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind,
       from: this.player.currentTime(), playAt: this.now(), planned: planned !== null, aheadMs: planned ? planned.aheadMs : null, plannedCallbackAt: planned ? planned.callbackAt : null,
+      // How far the anchor (on this page's clock) moved since the plan: the clock estimate
+      // changed meanwhile, and the planned start misses by that much.
+      anchorMovedMs: planned ? this.now() + beforeAnchorMs - (planned.motionAt - planned.aheadMs) : null,
       // Whether the audio output was running already (something played lately): a start
       // that opens one is taken up off its later grid, and moves later than usual.
       outputRunning: this.lastPlayingAt !== null && this.now() - this.lastPlayingAt <= GRID_IDLE_MS,

@@ -128,8 +128,9 @@ test('three pages (shifted clock, delayed link) start together: first start, see
     const f = (x) => x.toFixed(1);
     // (n/a: the page did not start this playback itself, or has not judged it.)
     const judged = stats.judged.map((j) => (j && j.seq === stats.seq && Number.isFinite(j.missMs) ? `${f(j.missMs)} @${Math.round(j.judgedAfterMs)}` : 'n/a')).join(' / ');
-    // Which pages planned this start on their audio grid (and its callback's distance from the plan, ms).
-    const planned = stats.judged.map((j) => (j && j.seq === stats.seq && j.planned ? (Number.isFinite(j.callbackAt) ? `yes ${f(j.callbackAt - j.plannedCallbackAt)}` : 'yes') : 'no')).join(' / ');
+    // Which pages planned this start on their audio grid (its callback's distance from the
+    // plan, and how far the anchor moved on the page's clock since the plan, ms).
+    const planned = stats.judged.map((j) => (j && j.seq === stats.seq && j.planned ? `yes ${Number.isFinite(j.callbackAt) ? f(j.callbackAt - j.plannedCallbackAt) : '?'} ${f(j.anchorMovedMs)}` : 'no')).join(' / ');
     console.log(`#   ${stats.label}: ${f(stats.p50)} / ${f(stats.p95)} / ${f(stats.max)}; start error ${stats.perPage.map((p) => f(p.startError)).join(' / ')}; miss @ms judged ${judged}; planned ${planned}; clock ${stats.perPage.map((p) => f(p.clockError)).join(' / ')}; seq ${stats.seqs}, ${stats.holds} hold(s)`);
   }
   for (const stats of phases) {
