@@ -1,8 +1,9 @@
 // Where a media element's motion can begin: the audio output's callback grid.
 //
-// Measured in Chromium (docs/synchronization.md, "The audio callback grid"): play() takes
-// effect at the next callback of the audio output, a clock that runs on its own, shared by
-// every element of the page (1024 frames at 44.1 kHz = 23.22 ms apart on the test machine).
+// Measured in Chromium (docs/synchronization.md, section 3, step 7): play() takes effect at
+// the next callback of the element's audio output, a clock that runs on its own (1024
+// frames at 44.1 kHz = 23.22 ms apart on the test machine) and keeps its phase from one
+// start to the next, until the element is replaced or nothing has played for some seconds.
 // At that callback `currentTime` first changes (it runs ahead by one buffer, then stands
 // still), and the media truly moves a fixed delay later (the output's latency, 69.5 ±
 // 0.3 ms there). So a start's motion can only begin on a grid of instants, and which one it
@@ -41,11 +42,20 @@ export const PLAN_SEEK_MARGIN_MS = 25;
 
 export class StartGrid {
   constructor() {
-    this.reset();
+    /** How many times everything was dropped, and the phase alone (diagnostics). */
+    this.resets = 0;
+    this.phaseDrops = 0;
+    this.clear();
   }
 
   /** Forgets everything (a period that does not hold). */
   reset() {
+    this.clear();
+    this.resets += 1;
+  }
+
+  /** The learned state, empty. */
+  clear() {
     /** Recent callbacks seen at starts ({at, runMs}), on one grid: its phase. */
     this.callbacks = [];
     /** Whether the last callback noted lay off the grid (two in a row: the period is wrong). */
@@ -56,10 +66,6 @@ export class StartGrid {
     this.motionDelayMs = null;
     /** Shortest time seen from play() to the callback that started it (ms). */
     this.playToCallbackMs = null;
-    /** How many times the grid was dropped (diagnostics). */
-    this.resets = (this.resets ?? -1) + 1;
-    /** How many times the phase was dropped (diagnostics). */
-    this.phaseDrops = this.phaseDrops ?? 0;
   }
 
   /**
