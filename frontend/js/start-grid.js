@@ -144,18 +144,26 @@ export class StartGrid {
 
   /**
    * The one candidate period that lies near the first runs measured (media ms: one
-   * callback's worth) and fits every kept callback (two at least, all within tolerance of
+   * callback's worth) and fits the kept callbacks (two at least, all within tolerance of
    * one grid); none while two or more do. Each further callback rules out more.
    */
   solvePeriod() {
     const runs = this.callbacks.map((c) => c.runMs).sort((a, b) => a - b);
     const run = runs[runs.length >> 1];
     const last = this.callbacks.at(-1).at;
-    const fitting = CALLBACK_PERIODS_MS.filter((p) => Math.abs(p - run) <= RUN_MATCH_MS && this.callbacks.every((c) => {
-      const n = (c.at - last) / p;
-      return Math.abs(n - Math.round(n)) * p <= FIT_TOLERANCE_MS;
-    }));
-    this.periodMs = fitting.length === 1 && this.callbacks.length >= 2 ? fitting[0] : null;
+    const near = CALLBACK_PERIODS_MS.filter((p) => Math.abs(p - run) <= RUN_MATCH_MS);
+    this.periodMs = null;
+    // Should no period fit them all, the oldest callbacks are left out one by one: one
+    // misread callback must not keep the period unknown for good.
+    for (let from = 0; this.callbacks.length - from >= 2; from += 1) {
+      const kept = this.callbacks.slice(from);
+      const fitting = near.filter((p) => kept.every((c) => {
+        const n = (c.at - last) / p;
+        return Math.abs(n - Math.round(n)) * p <= FIT_TOLERANCE_MS;
+      }));
+      if (fitting.length === 1) this.periodMs = fitting[0];
+      if (fitting.length > 0) return;
+    }
   }
 
   /**

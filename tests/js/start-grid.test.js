@@ -95,3 +95,10 @@ test('a plan whose play() moment passed is on time only until its callback\'s cu
   assert.ok(grid.stillOnTime(plan, plan.playAt + 5), 'a few ms late is still taken up by the planned callback');
   assert.equal(grid.stillOnTime(plan, plan.callbackAt - grid.playToCallbackMs), false);
 });
+
+test('one misread callback does not keep the period unknown', () => {
+  const grid = new StartGrid();
+  grid.noteCallback(callbackAfter(1000) + 9, PERIOD - 1, 1000); // read 9 ms late
+  for (const at of [3711.3, 5230.8]) grid.noteCallback(callbackAfter(at), PERIOD - 1, at);
+  assert.ok(Math.abs(grid.periodMs - PERIOD) < 1e-9, `solved from the others: ${grid.periodMs}`);
+});

@@ -100,15 +100,15 @@ test('once the audio callback grid is known, a start is planned on it and lands 
   engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 21 }));
   await time.advance(400);
   assert.equal(engine.lastStart.planned, false, 'not planned after an idle output');
-  assert.equal(engine.grid.ready, false, 'nor taught by that start, which opened the output');
+  assert.equal(engine.grid.ready, true, 'but its callback gives the phase again');
   await time.advance(1000);
-  for (const seq of [22, 24]) {
+  for (const seq of [22]) {
     engine.onPlayback(playback({ paused: true, position: 5, seq }));
     await time.advance(300);
     engine.onPlayback(playback({ paused: false, position: 5, anchor: serverNow() + 160, seq: seq + 1 }));
     await time.advance(400);
   }
-  assert.equal(engine.lastStart.planned, true, 'the next start gave the phase again');
+  assert.equal(engine.lastStart.planned, true, 'the next start is planned');
   engine.destroy();
 });
 
