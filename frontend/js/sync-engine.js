@@ -822,7 +822,7 @@ function initialLeads(fineRate) {
 /**
  * Whether a start's first change of currentTime is an audio callback (start-grid.js): a
  * fresh or seeked element's is; a resumed element's is not (it jumps at once). In the sync
- * test a page's first start's callback lay on the grid its later starts kept in 20 of 24
+ * test a page's first start's callback lay on the grid its later starts kept in 21 of 24
  * pages (within 0.4 ms); one that does not shows at the next callback.
  */
 function teachesPhase(start) {
