@@ -40,6 +40,12 @@ export const KEPT_CALLBACKS = 8;
 /** Shortest time a plan leaves for the move (a seek of a few ms on a paused element). */
 export const PLAN_SEEK_MARGIN_MS = 25;
 
+/** How far `at` lies from the nearest instant of a grid through `ref` every `periodMs` (ms, signed). */
+function offGrid(at, ref, periodMs) {
+  const n = (at - ref) / periodMs;
+  return (n - Math.round(n)) * periodMs;
+}
+
 export class StartGrid {
   constructor() {
     /** How many times everything was dropped, and the phase alone (diagnostics). */
@@ -125,21 +131,15 @@ export class StartGrid {
    */
   phaseAt() {
     if (this.periodMs === null || this.callbacks.length === 0) return null;
-    const p = this.periodMs;
     const last = this.callbacks.at(-1).at;
-    const offs = this.callbacks.map((c) => {
-      const n = (c.at - last) / p;
-      return (n - Math.round(n)) * p;
-    });
+    const offs = this.callbacks.map((c) => offGrid(c.at, last, this.periodMs));
     return last + offs.reduce((a, b) => a + b, 0) / offs.length;
   }
 
   /** How far `at` lies from the nearest grid callback (ms); NaN while the period is unknown. */
   offGridMs(at) {
     const phase = this.phaseAt();
-    if (phase === null) return NaN;
-    const n = (at - phase) / this.periodMs;
-    return (n - Math.round(n)) * this.periodMs;
+    return phase === null ? NaN : offGrid(at, phase, this.periodMs);
   }
 
   /**
@@ -157,10 +157,7 @@ export class StartGrid {
     // misread callback must not keep the period unknown for good.
     for (let from = 0; this.callbacks.length - from >= 2; from += 1) {
       const kept = this.callbacks.slice(from);
-      const fitting = near.filter((p) => kept.every((c) => {
-        const n = (c.at - last) / p;
-        return Math.abs(n - Math.round(n)) * p <= FIT_TOLERANCE_MS;
-      }));
+      const fitting = near.filter((p) => kept.every((c) => Math.abs(offGrid(c.at, last, p)) <= FIT_TOLERANCE_MS));
       if (fitting.length === 1) this.periodMs = fitting[0];
       if (fitting.length > 0) return;
     }
@@ -188,7 +185,6 @@ export class StartGrid {
     if (playAt - now < PLAN_SEEK_MARGIN_MS) return null;
     return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
   }
-
 
   /**
    * Whether a plan's play() may still go now: before its callback's cut-off (the callback
