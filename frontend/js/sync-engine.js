@@ -300,24 +300,15 @@ export class SyncEngine {
       plan = null;
       this.plannedStart.plan = null;
     }
-    if (plan) {
-      // Planned on the audio callback grid: stand exactly where the room will be when the
-      // media can first move, and call play() where that motion is sure to follow.
-      const untilPlanned = plan.playAt - this.now();
-      if (untilPlanned > PLAY_MOMENT_SLACK_MS) {
-        const target = playback.position + (plan.aheadMs / 1000) * playback.rate;
-        this.holdAt(target, playback.rate, (actual - target) * 1000, MOVE_TO_START_TOLERANCE_MS);
-        if (this.busy) return;
-        if (untilPlanned < TICK_MS * 1.5) this.restartTimer('start', untilPlanned, () => this.tick(), { exact: true });
-        else this.restartTimer('start', untilPlanned - TICK_MS, () => this.tick());
-        return;
-      }
-    }
-    const untilPlay = plan ? 0 : untilStart - lead + standsAheadMs;
+    // Planned on the audio callback grid, the start stands exactly where the room will be
+    // when the media can first move, and play() goes where that motion is sure to follow.
+    const target = plan ? playback.position + (plan.aheadMs / 1000) * playback.rate : playback.position;
+    const untilPlay = plan ? plan.playAt - this.now() : untilStart - lead + standsAheadMs;
     if (untilPlay > PLAY_MOMENT_SLACK_MS) {
       // Scheduled start: stand ready at the start position, and call play() early by the
       // time this player needs to get moving, so the media starts moving at the anchor.
-      this.holdAt(playback.position, playback.rate, offStartMs * playback.rate, moveToStart ? MOVE_TO_START_TOLERANCE_MS : START_POSITION_TOLERANCE_MS);
+      const tolerance = plan || moveToStart ? MOVE_TO_START_TOLERANCE_MS : START_POSITION_TOLERANCE_MS;
+      this.holdAt(target, playback.rate, (actual - target) * 1000, tolerance);
       if (this.busy) return; // a seek to the start position is in flight; it ticks again when done
       if (untilPlay < TICK_MS * 1.5) this.restartTimer('start', untilPlay, () => this.tick(), { exact: true });
       else this.restartTimer('start', untilPlay - TICK_MS, () => this.tick());
