@@ -77,11 +77,14 @@ export const FLIP_REPORTS_PER_S = 2;
 /** After the end, a player this close to the room's final position is left where it stands. */
 export const ENDED_TOLERANCE_MS = 500;
 /**
- * After this long with nothing playing, the audio output's grid is taken to be gone
- * (Chromium closes an idle output after some seconds; measured: kept after 3 s, a new one
- * after 12 s), so the next start is not planned on it. See start-grid.js.
+ * After this long with nothing playing, what was learned of the audio output is taken to
+ * be stale, so the next start is not planned on it (start-grid.js). Its phase was kept
+ * after 3-4 s and a new one came after 12 s, but its latency moves sooner: by hand, 69.2-
+ * 70.2 ms after idles up to 1 s, then 53.1-69.7 ms after 1.5-3 s (3 of 7 more than 5 ms
+ * off); in the probe experiment of docs/synchronization.md, starts planned 1.8-3.6 s after
+ * the output last ran moved one or two periods late.
  */
-export const GRID_IDLE_MS = 5000;
+export const GRID_IDLE_MS = 1000;
 
 export class SyncEngine {
   /**
