@@ -4,8 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::cluster_process::Cluster;
-use crate::util::PATIENCE;
+use crate::cluster_process::{balancer_client, Cluster};
 
 const NODES: usize = 3;
 const ROOMS: usize = 30;
@@ -26,7 +25,7 @@ async fn the_cluster_routes_each_room_to_one_node() {
     let cluster = Cluster::up(NODES);
     // One client with its keep-alive pool, like a browser: HAProxy routes each request on a
     // connection by itself, not the connection as a whole.
-    let client = awc::Client::builder().timeout(PATIENCE).finish();
+    let client = balancer_client();
 
     let mut health = client
         .get(format!("{}/api/health", cluster.url))

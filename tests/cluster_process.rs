@@ -17,6 +17,21 @@ use serde_json::Value;
 
 use crate::util::PATIENCE;
 
+/// Idle pooled connections to the balancer are dropped after this long: well under HAProxy's
+/// keep-alive timeout (`timeout http-request`, 5 s, in deploy/haproxy.cfg). awc keeps them
+/// 15 s by default, and a request sent on one HAProxy is just closing fails with
+/// `Disconnected` (seen once in `tests/failover.rs`, right after a node's restart).
+const BALANCER_KEEP_ALIVE: Duration = Duration::from_secs(2);
+
+/// An HTTP client for the balancer, with a keep-alive pool like a browser's (HAProxy routes
+/// each request on a connection by itself, which the tests rely on).
+pub fn balancer_client() -> awc::Client {
+    awc::Client::builder()
+        .timeout(PATIENCE)
+        .connector(awc::Connector::new().conn_keep_alive(BALANCER_KEEP_ALIVE))
+        .finish()
+}
+
 /// One node as the script started it.
 #[derive(Clone, Debug)]
 pub struct Node {

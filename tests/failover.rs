@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 use futures_util::FutureExt;
 use serde_json::{json, Value};
 
-use crate::cluster_process::Cluster;
+use crate::cluster_process::{balancer_client, Cluster};
 use crate::util::{position_at, Client, Event, Merge, PATIENCE};
 
 const NODES: usize = 3;
@@ -210,7 +210,7 @@ async fn a_dead_nodes_rooms_resume_on_the_survivors_and_move_back_when_it_return
     // 30 rooms of 4 through the balancer, each playing, each member with one chat echoed.
     let mut rooms = Vec::new();
     let mut members = Vec::new();
-    let http = awc::Client::builder().timeout(PATIENCE).finish();
+    let http = balancer_client();
     for r in 0..ROOMS {
         let mut resp = http
             .post(format!("{base}/api/rooms"))
