@@ -35,10 +35,26 @@ export const MIN_RUN_MS = 10;
  * short period fits any callbacks); the callbacks themselves decide.
  */
 export const RUN_MATCH_MS = 4;
+/** How far a run may read longer than its period (a reading is good to ~0.2 ms). */
+export const RUN_OVER_MS = 0.5;
 /** Callbacks kept to solve the period from. */
 export const KEPT_CALLBACKS = 8;
-/** Shortest time a plan leaves for the move (a seek of a few ms on a paused element). */
-export const PLAN_SEEK_MARGIN_MS = 25;
+/**
+ * Shortest time a plan leaves for the move: a seek on a paused element takes a few ms, but
+ * up to 45 ms on a busy page (measured in the sync test, where such starts were given up).
+ */
+export const PLAN_SEEK_MARGIN_MS = 50;
+/**
+ * How far past the anchor a plan may put the motion when the first grid instant is too
+ * close to make (a start announced late, or planned after a probe): the media stands still
+ * meanwhile, exactly where the room will be when it moves, and is in step from there.
+ */
+export const LATE_PLAN_MAX_MS = 75;
+/**
+ * How long after the callback before its own a plan calls play() (see plan()): more than the
+ * grid's error (a few tenths of a ms once learned).
+ */
+export const PLAY_AFTER_CALLBACK_MS = 2;
 
 /** How far `at` lies from the nearest instant of a grid through `ref` every `periodMs` (ms, signed). */
 function offGrid(at, ref, periodMs) {
@@ -95,15 +111,26 @@ export class StartGrid {
   }
 
   /**
+   * Whether, ready, its phase rests on two callbacks at least: the first callback of an
+   * output just opened may lie off the grid the output then keeps (by hand, 3 pages in 24,
+   * once by 10 ms), and a second one tells (noteCallback drops a phase it contradicts).
+   */
+  get confirmed() {
+    return this.ready && this.callbacks.length >= 2;
+  }
+
+  /**
    * A start's first callback: `at` when currentTime first changed after play() (called at
-   * `playAt`), whose first run of motion lasted `runMs`. Returns whether it lay on the grid
-   * as known (true also while the grid is still being learned). A callback off the grid
-   * means the output changed without our knowing: the phase is dropped and taken from this
-   * callback; a second one off the grid in a row means the period is wrong, and all is
-   * learned again.
+   * `playAt`), whose first run of motion lasted `runMs` (null: not watched to its end,
+   * which tells only the phase, so it counts once the period is known). Returns whether it
+   * lay on the grid as known (true also while the grid is still being learned). A callback
+   * off the grid means the output changed without our knowing: the phase is dropped and
+   * taken from this callback; a second one off the grid in a row means the period is
+   * wrong, and all is learned again.
    */
   noteCallback(at, runMs, playAt) {
-    if (!Number.isFinite(at) || !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
+    if (!Number.isFinite(at)) return false;
+    if (runMs === null ? this.periodMs === null : !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
     const offGrid = Math.abs(this.offGridMs(at)) > ON_GRID_TOLERANCE_MS;
     if (offGrid && this.lastOffGrid) this.reset();
     else if (offGrid) this.dropPhase();
@@ -148,10 +175,13 @@ export class StartGrid {
    * one grid); none while two or more do. Each further callback rules out more.
    */
   solvePeriod() {
-    const runs = this.callbacks.map((c) => c.runMs).sort((a, b) => a - b);
+    const runs = this.callbacks.map((c) => c.runMs).filter((r) => r !== null).sort((a, b) => a - b);
     const run = runs[runs.length >> 1];
     const last = this.callbacks.at(-1).at;
-    const near = CALLBACK_PERIODS_MS.filter((p) => Math.abs(p - run) <= RUN_MATCH_MS);
+    // A run is one buffer's worth read short at worst, never long: no period below the
+    // longest run seen (a 20 ms candidate fitted probes 23.22 ms apart once).
+    const longest = runs.at(-1);
+    const near = CALLBACK_PERIODS_MS.filter((p) => Math.abs(p - run) <= RUN_MATCH_MS && p >= longest - RUN_OVER_MS);
     this.periodMs = null;
     // Should no period fit them all, the oldest callbacks are left out one by one: one
     // misread callback must not keep the period unknown for good.
@@ -166,32 +196,37 @@ export class StartGrid {
   /**
    * Plans a start whose anchor falls at `anchorAt` (ms, page clock), asked at `now`: when
    * the media will begin to move (`motionAt`, the first grid instant at or after the
-   * anchor), how far ahead of the start position it must stand meanwhile (`aheadMs`, room
+   * anchor that leaves time to move the media and call play(), LATE_PLAN_MAX_MS past it at
+   * most), how far ahead of the start position it must stand meanwhile (`aheadMs`, room
    * time: it moves from there at the anchor's pace), and when to call play() (`playAt`,
    * mid-way in the callback period before that motion's callback). Null when the grid is
-   * not known or there is no time left to move the media and call play() on time.
+   * not known or no instant is left in time.
    */
   plan(anchorAt, now) {
     if (!this.ready) return null;
     const p = this.periodMs;
     const delay = this.motionDelayMs;
     const phase = this.phaseAt() + delay; // a grid instant of motion
-    const motionAt = phase + Math.ceil((anchorAt - phase) / p) * p;
-    const callbackAt = motionAt - delay;
-    // play() must come after the previous callback's cut-off and before this one's: in the
-    // middle of that window, whatever part of the period play() itself needs.
-    const needs = Math.min(this.playToCallbackMs ?? 0, p / 2);
-    const playAt = callbackAt - needs - p / 2;
-    if (playAt - now < PLAN_SEEK_MARGIN_MS) return null;
-    return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
+    // play() must come after the previous callback's cut-off and before this one's (what
+    // play() itself takes before each). Timers only ever fire late (a busy page's by 7-21
+    // ms at a first start in the sync test), so it goes just after the previous callback
+    // itself, which then can no longer take it whatever play() takes: a page may be most of
+    // a period late and still make this callback (stillOnTime).
+    for (let motionAt = phase + Math.ceil((anchorAt - phase) / p) * p; motionAt - anchorAt <= LATE_PLAN_MAX_MS; motionAt += p) {
+      const callbackAt = motionAt - delay;
+      const playAt = callbackAt - p + PLAY_AFTER_CALLBACK_MS;
+      if (playAt - now >= PLAN_SEEK_MARGIN_MS) return { motionAt, callbackAt, playAt, aheadMs: motionAt - anchorAt };
+    }
+    return null;
   }
 
   /**
    * Whether a plan's play() may still go now: before its callback's cut-off (the callback
-   * takes up only a play() at least playToCallbackMs before it, the shortest seen), with
-   * a millisecond to spare. A page that got there later would be taken up a period late.
+   * takes up only a play() at least playToCallbackMs before it, the shortest seen, but at
+   * most half a period: with few starts seen the shortest is still long), with a
+   * millisecond to spare. A page that got there later would be taken up a period late.
    */
   stillOnTime(plan, now) {
-    return now <= plan.callbackAt - (this.playToCallbackMs ?? 0) - 1;
+    return now <= plan.callbackAt - Math.min(this.playToCallbackMs ?? 0, this.periodMs / 2) - 1;
   }
 }

@@ -85,6 +85,21 @@ export const ENDED_TOLERANCE_MS = 500;
  * the output last ran moved one or two periods late.
  */
 export const GRID_IDLE_MS = 1000;
+/**
+ * Probes in a row at most (Html5Player.probe). A page's first ones: one opens the output,
+ * the next (on the running output) gives the latency and, with the first, the period; a
+ * new element's: two for the phase (StartGrid.confirmed). The rest stand in for misread
+ * ones.
+ */
+export const MAX_PROBES = 4;
+/**
+ * While it stands paused, a page whose grid is known probes it again this often (ms), so
+ * its output keeps running and what was learned of it still holds for the start that ends
+ * the pause (GRID_IDLE_MS)...
+ */
+export const KEEP_WARM_EVERY_MS = 600;
+/** ...for this long at most after the player last played or was loaded: a long pause lets the output go. */
+export const KEEP_WARM_FOR_MS = 30_000;
 
 export class SyncEngine {
   /**
@@ -131,6 +146,10 @@ export class SyncEngine {
     this.grid = new StartGrid();
     this.plannedStart = null; // {seq, anchor, plan}: the grid plan for that start, or plan null
     this.lastPlayingAt = null; // when the player was last seen playing (the output was running)
+    this.probing = null; // the kind of probe playing the element (probeGrid); nothing else may touch it
+    this.probed = null; // the player last probed (once per element)
+    this.warmFrom = null; // when the player last played for real or was loaded (KEEP_WARM_FOR_MS)
+    this.probesSinceStart = 0; // (diagnostics, in lastStart)
     this.prestartSeeks = 0;
     this.connected = false;
     this.everConnected = false;
@@ -253,13 +272,16 @@ export class SyncEngine {
     }
     this.checkBuffering();
     this.reportDuration();
-    if (this.busy && this.playerReady && playback.paused && !this.player.paused()) {
+    if (this.busy && !this.probing && this.playerReady && playback.paused && !this.player.paused()) {
       // A pause or a hold must not wait for a seek in flight: one seeking into data that has
       // not arrived can take seconds, and the player would run on meanwhile once it lands.
       this.player.pause();
     }
     if (!this.player || !this.playerReady || this.busy || !this.clock.synced) return;
-    if (!this.player.paused()) this.lastPlayingAt = this.now();
+    if (!this.player.paused()) {
+      this.lastPlayingAt = this.now();
+      this.warmFrom = this.lastPlayingAt;
+    }
 
     const serverMs = this.serverNow();
     const expected = this.expectedPosition(serverMs);
@@ -280,6 +302,10 @@ export class SyncEngine {
     if (playback.paused) {
       // A pause, or a hold for buffering members: both stand still at the room's position.
       this.holdAt(expected, playback.rate, driftMs);
+      // Meanwhile a new element learns its output's grid, so the start that ends the wait
+      // can be planned on it.
+      const probe = this.busy ? null : this.probeDue();
+      if (probe) this.probeGrid(probe);
       return;
     }
     const untilStart = playback.anchor - serverMs;
@@ -300,6 +326,7 @@ export class SyncEngine {
     if (plan && !this.grid.stillOnTime(plan, this.now())) {
       // Its play() moment has passed (a busy page, a slow seek): a later callback would
       // take it up, a period late. Given up: the start goes the usual way from here.
+      this.plannedStart.gaveUpLateMs = this.now() - plan.playAt;
       plan = null;
       this.plannedStart.plan = null;
     }
@@ -417,7 +444,12 @@ export class SyncEngine {
       anchorMovedMs: planned ? this.now() + beforeAnchorMs - (planned.motionAt - planned.aheadMs) : null,
       // Whether the audio output was running already (something played lately): a start
       // that opens one moves later or sooner than usual (teachesLatency).
-      outputRunning: this.lastPlayingAt !== null && this.now() - this.lastPlayingAt <= GRID_IDLE_MS,
+      outputRunning: this.outputRunning(),
+      // A plan given up because its play() moment had passed: by how much (ms).
+      gaveUpLateMs: this.plannedStart && this.plannedStart.seq === this.model.current.seq ? this.plannedStart.gaveUpLateMs : null,
+      // How long nothing had played (probes count), and the probes made since the last start.
+      idleMs: this.lastPlayingAt === null ? null : this.now() - this.lastPlayingAt,
+      probes: this.probesSinceStart,
     };
     const player = this.player;
     // Judged once the media should have been moving steadily for a while, on a timer of its
@@ -428,6 +460,7 @@ export class SyncEngine {
     this.startCheck = { at };
     this.restartTimer('start', Math.max(0, at - this.now()), () => this.checkStart());
     this.lastPlayingAt = this.now();
+    this.probesSinceStart = 0;
     const playing = this.runPlay();
     this.watchCallback(player, this.lastStart);
     playing.then(() => {
@@ -541,11 +574,81 @@ export class SyncEngine {
     // (A playing player is paused and moved by the plan, like a paused one.)
     if (this.player.fineRate && typeof this.player.watchFirstMotion === 'function' && untilStart > 0 && playback.rate > 0) {
       const now = this.now();
-      if (this.lastPlayingAt === null || now - this.lastPlayingAt > GRID_IDLE_MS) this.grid.dropPhase();
+      if (!this.outputRunning()) this.grid.dropPhase();
       plan = this.grid.plan(now + untilStart, now);
     }
-    this.plannedStart = { seq: playback.seq, anchor: playback.anchor, plan };
+    this.plannedStart = { seq: playback.seq, anchor: playback.anchor, plan, gaveUpLateMs: null };
     return plan;
+  }
+
+  /** Whether the audio output has been running lately (something played), on the grid last seen. */
+  outputRunning() {
+    return this.lastPlayingAt !== null && this.now() - this.lastPlayingAt <= GRID_IDLE_MS;
+  }
+
+  /**
+   * Which probe a paused player is due, if any (Html5Player.probe): 'prime' to learn what
+   * the grid lacks, first thing for each element and again now and then while that fails;
+   * 'warm' to keep a known output running. Both only within KEEP_WARM_FOR_MS of the player
+   * last playing or loading.
+   */
+  probeDue() {
+    const player = this.player;
+    if (typeof player.probe !== 'function' || !player.fineRate || !player.probeable() || this.autoplayBlocked) return null;
+    if (this.probed !== player) return this.grid.confirmed ? null : 'prime';
+    const now = this.now();
+    if (this.warmFrom === null || now - this.warmFrom > KEEP_WARM_FOR_MS) return null;
+    if (this.lastPlayingAt !== null && now - this.lastPlayingAt < KEEP_WARM_EVERY_MS) return null;
+    return this.grid.confirmed ? 'warm' : 'prime';
+  }
+
+  /**
+   * Probes the paused element (Html5Player.probe: played out of hearing and paused before
+   * it truly moves), then moves it back where it stood; the engine is busy meanwhile.
+   * - `prime`: learns what the grid lacks. Each probe's callback gives the phase, two give
+   *   the period, and one on an output already running gives the latency; until the grid
+   *   is StartGrid.confirmed, MAX_PROBES at most.
+   * - `load`: the same, as the video's load ends; the page counts as still loading it
+   *   meanwhile (unableToPlay), so a hold for a new clip waits for it, and no "ready" goes
+   *   out only to be taken back.
+   * - `warm`: one quick probe, only to keep the output running. It teaches nothing: a
+   *   running output keeps its grid, and one misread callback would move the phase.
+   */
+  probeGrid(kind) {
+    const player = this.player;
+    const warm = kind === 'warm';
+    this.probed = player;
+    this.busy = true;
+    this.probing = kind;
+    this.checkBuffering();
+    const from = player.currentTime();
+    const probes = async () => {
+      for (let i = 0; i < (warm ? 1 : MAX_PROBES) && (warm || !this.grid.confirmed); i += 1) {
+        // A resumed element's first change of currentTime is no callback (it jumps at
+        // once): moved, it starts as a seeked one.
+        if (player.startKind === 'resumed') await player.seek(from);
+        if (this.player !== player) return;
+        const untilMotion = this.outputRunning() && this.grid.motionDelayMs === null;
+        // Watched to the end of its run, as a start is: several looks during the run tell the
+        // callback better than the first one alone, which a busy page may make late. A warm
+        // probe teaches nothing and stops at the first sign.
+        const seen = await player.probe({ untilMotion: untilMotion && !warm, quick: warm, now: this.now });
+        if (!seen || this.player !== player) return;
+        this.lastPlayingAt = this.now();
+        this.probesSinceStart += 1;
+        if (warm) continue;
+        this.grid.noteCallback(seen.at, seen.runMs, seen.playAt);
+        if (seen.motionAt !== null) this.grid.noteMotion(seen.motionAt, seen.at);
+      }
+      if (this.player === player && Math.abs(player.currentTime() - from) > 1e-6) await player.seek(from);
+    };
+    probes().catch(() => {}).then(() => {
+      if (this.player !== player) return;
+      this.busy = false;
+      this.probing = null;
+      this.onChange(this);
+      this.tick();
+    });
   }
 
   /** Watches the start just begun for the audio callback that took it up (start-grid.js). */
@@ -651,6 +754,7 @@ export class SyncEngine {
     this.playerReady = false;
     this.playerVideo = video;
     this.busy = false;
+    this.probing = null;
     this.startCheck = null;
     this.startTrim = null;
     this.lastError = null;
@@ -680,6 +784,12 @@ export class SyncEngine {
       () => {
         if (this.player !== player) return; // replaced meanwhile
         this.playerReady = true;
+        this.warmFrom = this.now();
+        // Primed at once if it stands paused for now (a pause, a hold, a start still to come).
+        const playback = this.model.current;
+        const serverMs = this.serverNow();
+        const standing = playback && (playback.paused || (serverMs !== null && playback.anchor > serverMs));
+        if (standing && this.probeDue() === 'prime') this.probeGrid('load');
         this.onChange(this);
         this.tick();
       },
@@ -703,7 +813,7 @@ export class SyncEngine {
     const playback = this.model.current;
     if (!player || !playback || !playback.video) return false;
     // A video that failed to load never will: that is an error shown to the person, not a wait.
-    if (!this.playerReady) return this.lastError === null;
+    if (!this.playerReady || this.probing === 'load') return this.lastError === null;
     if (playback.ended) return false;
     // At the end there is nothing left to wait for (the room ends or advances by itself).
     if (this.atMediaEnd(this.expectedPosition())) return false;
@@ -717,7 +827,7 @@ export class SyncEngine {
   /** Whether this page says it is buffering: unable to play for a while, and in step with the room. */
   bufferingNow() {
     if (!this.inStep || this.unableSince === null) return false;
-    if (this.player && !this.playerReady) return true; // loading the video
+    if (this.player && (!this.playerReady || this.probing === 'load')) return true; // loading the video (its first probes are part of it)
     return this.now() - this.unableSince >= BUFFERING_DEBOUNCE_MS;
   }
 

@@ -45,7 +45,7 @@ export async function settle() {
  * time a real element takes to get moving after play(); seeks finish after `seekMs`.
  */
 export class FakePlayer {
-  constructor(time, { audioGrid = null, fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, pausedUntilResolved = false, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
+  constructor(time, { audioGrid = null, probeable = false, fineRate = true, duration = 60, playLagMs = 0, playResolveMs = 0, pausedUntilResolved = false, seekMs = 0, blockAutoplay = false, clockError = 0, loadMs = 0, loadFails = false, resumeJumpMs = null } = {}) {
     // With `resumeJumpMs`, the player behaves like Chromium's <video>: a play() after a
     // pause with no seek since jumps ahead by that much at once (then waits playLagMs as
     // any start), and it says which kind its next start is (`startKind`).
@@ -69,6 +69,24 @@ export class FakePlayer {
       this.watchFirstMotion = () => {
         const at = this.lastCallbackAt;
         return new Promise((resolve) => this.time.setTimer(() => resolve(this.isPaused ? null : { at, runMs: audioGrid.periodMs }), Math.max(0, at + audioGrid.periodMs - this.time.now())));
+      };
+    }
+    // With `probeable` too, it can be probed like Html5Player.probe: a paused player is
+    // played out of hearing until its callback's run is over (or on until it moves), then
+    // paused again; the media itself is taken not to move meanwhile.
+    if (audioGrid && probeable) {
+      this.probeable = () => this.isPaused;
+      this.probe = ({ untilMotion = false, quick = false } = {}) => {
+        if (!this.isPaused) return Promise.resolve(null);
+        this.calls.push(['probe', untilMotion]);
+        const { periodMs, phaseMs, delayMs, minMs } = audioGrid;
+        const playAt = this.time.now();
+        const at = phaseMs + Math.ceil((playAt + minMs - phaseMs) / periodMs) * periodMs;
+        const doneAt = untilMotion ? at + delayMs + periodMs + 2 : at + (quick ? 0 : periodMs) + 2;
+        return new Promise((resolve) => this.time.setTimer(() => {
+          if (this.resumeJumpMs !== null) this.startKind = 'resumed';
+          resolve({ playAt, at, runMs: quick && !untilMotion ? null : periodMs, motionAt: untilMotion ? at + delayMs : null });
+        }, doneAt - playAt));
       };
     }
     // Chromium resolves play()'s promise once playback is under way, often well after

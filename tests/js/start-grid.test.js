@@ -1,6 +1,6 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { MIN_RUN_MS, PLAN_SEEK_MARGIN_MS, StartGrid } from '../../frontend/js/start-grid.js';
+import { FIT_TOLERANCE_MS, LATE_PLAN_MAX_MS, MIN_RUN_MS, PLAN_SEEK_MARGIN_MS, StartGrid } from '../../frontend/js/start-grid.js';
 
 // The test machine's output: 1024 frames at 44.1 kHz, motion 69.5 ms after the callback.
 const PERIOD = 1024 / 44.1;
@@ -45,12 +45,24 @@ test('a planned start moves exactly at a grid instant at or after the anchor, pl
   }
 });
 
-test('no plan without the time to move the media first', () => {
+test('a plan too close for its instant takes a later one, standing further ahead, up to a limit', () => {
   const grid = taught([1000, 3711.3, 5230.8]);
   const anchor = 9000;
   const plan = grid.plan(anchor, anchor - 200);
-  assert.ok(plan);
-  assert.equal(grid.plan(anchor, plan.playAt - PLAN_SEEK_MARGIN_MS + 1), null);
+  assert.ok(plan && plan.aheadMs < PERIOD);
+  // Asked when that instant's play() can no longer be made with time to move the media first:
+  const later = grid.plan(anchor, plan.playAt - PLAN_SEEK_MARGIN_MS + 1);
+  assert.ok(later, 'a later instant');
+  assert.ok(Math.abs(later.motionAt - plan.motionAt - PERIOD) < 1e-9, 'one period later');
+  assert.ok(Math.abs(later.aheadMs - plan.aheadMs - PERIOD) < 1e-9, 'standing that much further ahead');
+  assert.ok(later.playAt - (plan.playAt - PLAN_SEEK_MARGIN_MS + 1) >= PLAN_SEEK_MARGIN_MS);
+  // No instant within LATE_PLAN_MAX_MS of the anchor is left: no plan.
+  const last = grid.plan(anchor, anchor - 10);
+  assert.equal(last, null, `nothing within ${LATE_PLAN_MAX_MS} ms: ${JSON.stringify(last)}`);
+  for (let now = anchor - 200; now < anchor; now += 0.7) {
+    const p = grid.plan(anchor, now);
+    if (p) assert.ok(p.aheadMs <= LATE_PLAN_MAX_MS && p.playAt - now >= PLAN_SEEK_MARGIN_MS);
+  }
 });
 
 test('a callback off the grid (a new output) takes the phase from it; two in a row drop the period too', () => {
@@ -101,4 +113,14 @@ test('one misread callback does not keep the period unknown', () => {
   grid.noteCallback(callbackAfter(1000) + 9, PERIOD - 1, 1000); // read 9 ms late
   for (const at of [3711.3, 5230.8]) grid.noteCallback(callbackAfter(at), PERIOD - 1, at);
   assert.ok(Math.abs(grid.periodMs - PERIOD) < 1e-9, `solved from the others: ${grid.periodMs}`);
+});
+
+test('no period shorter than the longest run seen is taken', () => {
+  // Two callbacks six periods apart: 20 ms (882 frames at 44.1 kHz) fits them too, but a run
+  // of 22 ms cannot come from a 20 ms buffer.
+  const grid = new StartGrid();
+  grid.noteCallback(1000, 21.9, 990);
+  grid.noteCallback(1000 + 6 * PERIOD, 22.1, 1000 + 6 * PERIOD - 7);
+  assert.ok(Math.abs(grid.periodMs - PERIOD) < 1e-9, `period ${grid.periodMs}`);
+  assert.ok(Math.abs(((6 * PERIOD) / 20 - Math.round((6 * PERIOD) / 20)) * 20) <= FIT_TOLERANCE_MS, '20 ms fits these callbacks too');
 });

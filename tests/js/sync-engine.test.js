@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { SyncEngine, GRID_IDLE_MS, INITIAL_START_LEAD_MS, START_LEAD_LEARNING, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
+import { SyncEngine, GRID_IDLE_MS, INITIAL_START_LEAD_MS, KEEP_WARM_EVERY_MS, KEEP_WARM_FOR_MS, START_LEAD_LEARNING, START_MOTION_LOOK_MS, START_SETTLE_MS, START_TRIM_MS } from '../../frontend/js/sync-engine.js';
 import { ONE_WAY_MS, SERVER_OFFSET, settle, setupEngine } from './fakes.js';
+import { LATE_PLAN_MAX_MS } from '../../frontend/js/start-grid.js';
 
 const CLIP = { kind: 'url', url: '/media/clip-a-60s.mp4' };
 const OTHER = { kind: 'url', url: '/media/clip-b-30s.mp4' };
@@ -109,6 +110,56 @@ test('once the audio callback grid is known, a start is planned on it and lands 
     await time.advance(400);
   }
   assert.equal(engine.lastStart.planned, true, 'the next start is planned');
+  engine.destroy();
+});
+
+test('a paused page probes its audio grid, so its first start is planned too, and keeps its output running for a while', async () => {
+  const audioGrid = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
+  const { time, serverNow, engine, player } = setup({ audioGrid, probeable: true, seekMs: 6 });
+  const probes = () => player().calls.filter(([name]) => name === 'probe');
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
+  await time.advance(500);
+  assert.equal(engine.grid.ready, true, 'the grid is known before any start');
+  assert.deepEqual(probes().map(([, untilMotion]) => untilMotion), [false, true], 'one probe opens the output, the next also waits for motion');
+  const startAt = async (seq, leadMs) => {
+    const anchor = serverNow() + leadMs;
+    engine.onPlayback(playback({ paused: false, position: 5, anchor, seq }));
+    await time.advance(leadMs + 69.5 + LATE_PLAN_MAX_MS + 10);
+    return (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
+  };
+  let missMs = await startAt(2, 160);
+  assert.equal(engine.lastStart.planned, true, 'the first start is planned');
+  assert.ok(Math.abs(missMs) < 0.01, `and lands on the anchor (${missMs} ms)`);
+  engine.onPlayback(playback({ paused: true, position: 5, seq: 3 }));
+  await time.advance(300);
+  missMs = await startAt(4, 160);
+  assert.equal(engine.lastStart.planned, true);
+  assert.ok(Math.abs(missMs) < 0.01, `a start after a short pause too (${missMs} ms)`);
+  // While the room stands paused, the output is kept running by a quick probe now and
+  // then, so a start after a pause of seconds is planned too.
+  engine.onPlayback(playback({ paused: true, position: 5, seq: 5 }));
+  await time.advance(3000);
+  const warm = probes().length - 2;
+  assert.ok(warm >= Math.floor(3000 / (KEEP_WARM_EVERY_MS + 250)) && warm <= Math.ceil(3000 / KEEP_WARM_EVERY_MS), `kept running by ${warm} probes in 3 s`);
+  missMs = await startAt(6, 160);
+  assert.equal(engine.lastStart.planned, true);
+  assert.ok(Math.abs(missMs) < 0.01, `planned after a 3 s pause (${missMs} ms)`);
+  // A pause longer than that lets the output go: no probes after KEEP_WARM_FOR_MS, and the
+  // next start is neither probed for nor planned; its callback gives the phase again.
+  engine.onPlayback(playback({ paused: true, position: 5, seq: 7 }));
+  await time.advance(KEEP_WARM_FOR_MS);
+  const kept = probes().length;
+  await time.advance(GRID_IDLE_MS + 500);
+  assert.equal(probes().length, kept, 'no probe past the window');
+  await startAt(8, 200);
+  assert.equal(engine.lastStart.planned, false);
+  engine.onPlayback(playback({ paused: true, position: 5, seq: 9 }));
+  await time.advance(300);
+  missMs = await startAt(10, 160);
+  assert.equal(engine.lastStart.planned, true);
+  assert.ok(Math.abs(missMs) < 0.01, `planned again (${missMs} ms)`);
   engine.destroy();
 });
 

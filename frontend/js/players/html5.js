@@ -22,6 +22,15 @@ const HLS_MIME = 'application/vnd.apple.mpegurl';
  * saw nothing within 90 ms of theirs once.
  */
 const WATCH_MS = 250;
+/**
+ * The volume a probe plays at: some 80 dB down, out of hearing, but not 0. Chromium renders a
+ * silent (muted or volume 0) element through a null sink, on no output's grid at all.
+ */
+const PROBE_VOLUME = 1e-4;
+/** After a probe, the person's volume comes back this long after the next play() (see volumeAfterProbe). */
+const PROBE_VOLUME_KEPT_MS = 30;
+/** Three looks in a row whose onsets agree this well (ms) show the media truly moving. */
+const MOTION_AGREE_MS = 1;
 
 let hlsModule = null;
 
@@ -66,6 +75,15 @@ export class Html5Player {
      * had buffered, so each kind has its own learned start latency (sync-engine.js).
      */
     this.startKind = 'fresh';
+    /**
+     * The person's volume while a probe's is in force (see probe), else null. It comes back
+     * PROBE_VOLUME_KEPT_MS after the next play(), not at the probe's pause: by then that
+     * start's first callback has taken up its buffer, and the probe's buffers are out of the
+     * way, even on an output that applies the volume only as it plays them.
+     */
+    this.volumeAfterProbe = null;
+    /** Whether a probe is playing the element (its volume stays the probe's meanwhile). */
+    this.probing = false;
     /** Set by the sync engine: called whenever the element may have started or stopped waiting for data. */
     this.onBufferingChange = null;
     const changed = () => {
@@ -212,6 +230,13 @@ export class Html5Player {
   }
 
   play() {
+    if (this.volumeAfterProbe !== null) {
+      setTimeout(() => {
+        if (this.volumeAfterProbe === null || this.probing) return;
+        this.video.volume = this.volumeAfterProbe;
+        this.volumeAfterProbe = null;
+      }, PROBE_VOLUME_KEPT_MS);
+    }
     return this.video.play();
   }
 
@@ -222,9 +247,10 @@ export class Html5Player {
    * tells when it began (now minus how far it ran), and where it stops tells how much media
    * one callback takes (its period). Looks every few ms on plain timers, not in a tight
    * loop: three pages starting at once on two cores must not starve each other's media.
-   * Resolves {at, runMs}, or null if nothing moved in time or the element stopped.
+   * Resolves {at, runMs}, or null if nothing moved in time or the element stopped. With
+   * `firstChange`, resolves at the first change seen, runMs null.
    */
-  async watchFirstMotion(now = () => performance.now()) {
+  async watchFirstMotion(now = () => performance.now(), { firstChange = false } = {}) {
     const el = this.video;
     const from = el.currentTime;
     const began = now();
@@ -238,10 +264,71 @@ export class Html5Player {
         if (position === last) return { at, runMs: (position - from) * 1000 };
         // Still running: it began as long ago as it ran (a look after it stopped would say later).
         at = Math.min(at, t - (position - from) * 1000);
+        if (firstChange) return { at, runMs: null };
       }
       last = position;
     }
     return null;
+  }
+
+  /**
+   * Whether probe() can show anything now: paused, and not silent (a silent element has no
+   * grid). Only for plain files, where probes were measured: an HLS stream (hls.js feeding
+   * Media Source Extensions, or Chromium's own player) was not tried with them.
+   */
+  probeable() {
+    const el = this.video;
+    return this.engine === 'file' && el.paused && !el.muted && el.volume > 0;
+  }
+
+  /**
+   * Plays the paused element for a moment, out of hearing and before it truly moves, to show
+   * its audio output's callback grid (start-grid.js) before a start needs it: the pre-roll
+   * of docs/synchronization.md, section 3, step 7. play() at PROBE_VOLUME, the callback that
+   * takes it up seen as watchFirstMotion sees it, and with `untilMotion` on until the media
+   * truly moves (the output's latency after the callback, ~70 ms; a frame at most has
+   * moved by then), then paused at once; with `quick`, paused at the callback's first sign
+   * instead (runMs null), for a phase alone. Resolves {playAt, at, runMs, motionAt}
+   * (motionAt null without `untilMotion`), or null if the element was playing or is muted
+   * (a silent element has no grid), play() was refused, or nothing was seen in time. The
+   * element is left paused wherever the probe stopped it; the engine moves it next.
+   */
+  async probe({ untilMotion = false, quick = false, now = () => performance.now() } = {}) {
+    const el = this.video;
+    if (!this.probeable()) return null;
+    if (this.volumeAfterProbe === null) this.volumeAfterProbe = el.volume;
+    el.volume = PROBE_VOLUME;
+    this.probing = true;
+    const from = el.currentTime;
+    const playAt = now();
+    // Not awaited: Chromium resolves it long after the media moved. A refusal (autoplay)
+    // pauses the element, which ends the watch below.
+    el.play().catch(() => {});
+    try {
+      const seen = await this.watchFirstMotion(now, { firstChange: quick && !untilMotion });
+      if (!seen || !untilMotion) return seen && { playAt, ...seen, motionAt: null };
+      // The run stood still one buffer ahead. Once the media truly moves (from `from`,
+      // begun the output's latency after the callback), every look gives the same onset:
+      // now minus how far it has moved. Before that (the run's last bit, added late, and
+      // the first steps of motion, which currentTime reports in jumps) looks disagree.
+      let last = el.currentTime;
+      let lastOnset = null;
+      let agreeing = 0;
+      while (!el.paused && now() - playAt < WATCH_MS * 2) {
+        await new Promise((resolve) => setTimeout(resolve, 1));
+        const position = el.currentTime;
+        if (position === last) continue;
+        last = position;
+        const onset = now() - (position - from) * 1000;
+        agreeing = lastOnset !== null && Math.abs(onset - lastOnset) <= MOTION_AGREE_MS ? agreeing + 1 : 0;
+        lastOnset = onset;
+        if (agreeing >= 2) return { playAt, ...seen, motionAt: onset };
+      }
+      return { playAt, ...seen, motionAt: null };
+    } finally {
+      this.probing = false;
+      if (!el.paused) this.pause();
+    }
   }
 
   pause() {
