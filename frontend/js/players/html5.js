@@ -27,8 +27,6 @@ const WATCH_MS = 250;
  * silent (muted or volume 0) element through a null sink, on no output's grid at all.
  */
 const PROBE_VOLUME = 1e-4;
-/** After a probe, the person's volume comes back this long after the next play() (see volumeAfterProbe). */
-const PROBE_VOLUME_KEPT_MS = 30;
 /** Three looks in a row whose onsets agree this well (ms) show the media truly moving. */
 const MOTION_AGREE_MS = 1;
 
@@ -77,13 +75,10 @@ export class Html5Player {
     this.startKind = 'fresh';
     /**
      * The person's volume while a probe's is in force (see probe), else null. It comes back
-     * PROBE_VOLUME_KEPT_MS after the next play(), not at the probe's pause: by then that
-     * start's first callback has taken up its buffer, and the probe's buffers are out of the
-     * way, even on an output that applies the volume only as it plays them.
+     * with the next real play(). (Put back 30 ms after it instead, the page's first start
+     * moved two periods late on one page in 2 of 3 sync-test runs; at play(), in none of 3.)
      */
     this.volumeAfterProbe = null;
-    /** Whether a probe is playing the element (its volume stays the probe's meanwhile). */
-    this.probing = false;
     /** Set by the sync engine: called whenever the element may have started or stopped waiting for data. */
     this.onBufferingChange = null;
     const changed = () => {
@@ -231,11 +226,8 @@ export class Html5Player {
 
   play() {
     if (this.volumeAfterProbe !== null) {
-      setTimeout(() => {
-        if (this.volumeAfterProbe === null || this.probing) return;
-        this.video.volume = this.volumeAfterProbe;
-        this.volumeAfterProbe = null;
-      }, PROBE_VOLUME_KEPT_MS);
+      this.video.volume = this.volumeAfterProbe;
+      this.volumeAfterProbe = null;
     }
     return this.video.play();
   }
@@ -298,7 +290,6 @@ export class Html5Player {
     if (!this.probeable()) return null;
     if (this.volumeAfterProbe === null) this.volumeAfterProbe = el.volume;
     el.volume = PROBE_VOLUME;
-    this.probing = true;
     const from = el.currentTime;
     const playAt = now();
     // Not awaited: Chromium resolves it long after the media moved. A refusal (autoplay)
@@ -326,7 +317,6 @@ export class Html5Player {
       }
       return { playAt, ...seen, motionAt: null };
     } finally {
-      this.probing = false;
       if (!el.paused) this.pause();
     }
   }
