@@ -12,10 +12,10 @@
 //
 // Knowing the grid, a start can be planned exactly: motion begins at the first grid
 // instant at or after the anchor, the paused media is first moved ahead by the gap (so it
-// stands where the room will be at that instant), and play() goes in the middle of the
-// callback period before it. This module learns the grid from the starts themselves and
-// makes those plans; it does no I/O and is driven with plain numbers (ms on the page's
-// monotonic clock).
+// stands where the room will be at that instant), and play() goes just after the callback
+// before that motion's callback. This module learns the grid from the starts themselves and
+// from probes (Html5Player.probe, out of hearing), and makes those plans; it does no I/O
+// and is driven with plain numbers (ms on the page's monotonic clock).
 
 /** Callback periods an audio output may use (ms): common buffer sizes at 44.1 and 48 kHz. */
 export const CALLBACK_PERIODS_MS = [...new Set([128, 256, 441, 480, 512, 882, 960, 1024, 2048]
@@ -46,8 +46,8 @@ export const KEPT_CALLBACKS = 8;
 export const PLAN_SEEK_MARGIN_MS = 50;
 /**
  * How far past the anchor a plan may put the motion when the first grid instant is too
- * close to make (a start announced late, or planned after a probe): the media stands still
- * meanwhile, exactly where the room will be when it moves, and is in step from there.
+ * close to make (a start announced late): the media stands still meanwhile, exactly where
+ * the room will be when it moves, and is in step from there.
  */
 export const LATE_PLAN_MAX_MS = 75;
 /**
@@ -122,16 +122,14 @@ export class StartGrid {
 
   /**
    * A start's first callback: `at` when currentTime first changed after play() (called at
-   * `playAt`), whose first run of motion lasted `runMs` (null: not watched to its end,
-   * which tells only the phase, so it counts once the period is known). Returns whether it
-   * lay on the grid as known (true also while the grid is still being learned). A callback
-   * off the grid means the output changed without our knowing: the phase is dropped and
-   * taken from this callback; a second one off the grid in a row means the period is
-   * wrong, and all is learned again.
+   * `playAt`), whose first run of motion lasted `runMs`. Returns whether it lay on the grid
+   * as known (true also while the grid is still being learned). A callback off the grid
+   * means the output changed without our knowing: the phase is dropped and taken from this
+   * callback; a second one off the grid in a row means the period is wrong, and all is
+   * learned again.
    */
   noteCallback(at, runMs, playAt) {
-    if (!Number.isFinite(at)) return false;
-    if (runMs === null ? this.periodMs === null : !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
+    if (!Number.isFinite(at) || !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
     const offGrid = Math.abs(this.offGridMs(at)) > ON_GRID_TOLERANCE_MS;
     if (offGrid && this.lastOffGrid) this.reset();
     else if (offGrid) this.dropPhase();
@@ -176,7 +174,7 @@ export class StartGrid {
    * one grid); none while two or more do. Each further callback rules out more.
    */
   solvePeriod() {
-    const runs = this.callbacks.map((c) => c.runMs).filter((r) => r !== null).sort((a, b) => a - b);
+    const runs = this.callbacks.map((c) => c.runMs).sort((a, b) => a - b);
     const run = runs[runs.length >> 1];
     const last = this.callbacks.at(-1).at;
     // A run is one buffer's worth read short at worst, never long: no period below the
@@ -200,8 +198,8 @@ export class StartGrid {
    * anchor that leaves time to move the media and call play(), LATE_PLAN_MAX_MS past it at
    * most), how far ahead of the start position it must stand meanwhile (`aheadMs`, room
    * time: it moves from there at the anchor's pace), and when to call play() (`playAt`,
-   * mid-way in the callback period before that motion's callback). Null when the grid is
-   * not known or no instant is left in time.
+   * PLAY_AFTER_CALLBACK_MS after the callback before that motion's callback). Null when the
+   * grid is not known or no instant is left in time.
    */
   plan(anchorAt, now) {
     if (!this.ready) return null;
@@ -211,8 +209,9 @@ export class StartGrid {
     // play() must come after the previous callback's cut-off and before this one's (what
     // play() itself takes before each). Timers only ever fire late (a busy page's by 7-21
     // ms at a first start in the sync test), so it goes just after the previous callback
-    // itself, which then can no longer take it whatever play() takes: a page may be most of
-    // a period late and still make this callback (stillOnTime).
+    // itself, which then can no longer take it whatever play() takes: a page may be late by
+    // a period less that margin and what play() takes, and still make this callback
+    // (stillOnTime).
     for (let motionAt = phase + Math.ceil((anchorAt - phase) / p) * p; motionAt - anchorAt <= LATE_PLAN_MAX_MS; motionAt += p) {
       const callbackAt = motionAt - delay;
       const playAt = callbackAt - p + PLAY_AFTER_CALLBACK_MS;

@@ -2,8 +2,9 @@
 // seconds, one behind a proxy adding latency with jitter — and each page's media
 // position is sampled against the real clock (shared by all pages on this machine).
 // Four kinds of start are measured: the first start, a seek while playing, a pause then
-// play (both twice: the second time planned on each page's audio callback grid), and the
-// queue's auto-advance to the next clip. For each, the test prints the
+// play (both twice), and the queue's auto-advance to the next clip. Each page plans its
+// starts on its audio output's callback grid once it knows it (start-grid.js; probes show
+// it before the first start), and each phase says which pages did. For each, the test prints the
 // inter-page spread and each page's start error against the anchor; it asserts only
 // generous bounds (the printed figures are the result).
 
@@ -94,10 +95,10 @@ test('three pages (shifted clock, delayed link) start together: first start, see
   }
   await pauseThenPlay('pause→play');
 
-  // --- the same two again: by now each page knows its audio output's callback grid from
-  // the starts above and plans these on it (start-grid.js; the phases above could not be) ---
-  phases.push(await measure('seek, planned', () => host.locator('#seek-bar').fill('20'), current));
-  await pauseThenPlay('pause→play, planned');
+  // --- the same two again: a page whose probes could not show its grid before (a misread
+  // callback, say) knows it by now from the starts above ---
+  phases.push(await measure('second seek', () => host.locator('#seek-bar').fill('20'), current));
+  await pauseThenPlay('second pause→play');
 
   // --- auto-advance: the clip ends and the queue's next one starts on every page ---
   await host.locator('#queue-library-select').selectOption(CLIP_B);

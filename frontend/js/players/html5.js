@@ -280,8 +280,8 @@ export class Html5Player {
    * takes it up seen as watchFirstMotion sees it, and with `untilMotion` on until the media
    * truly moves (the output's latency after the callback, ~70 ms; a frame at most has
    * moved by then), then paused at once; with `quick`, paused at the callback's first sign
-   * instead (runMs null), for a phase alone. Resolves {playAt, at, runMs, motionAt}
-   * (motionAt null without `untilMotion`), or null if the element was playing or is muted
+   * instead (runMs null), only to keep the output running. Resolves {playAt, at, runMs,
+   * motionAt} (motionAt null without `untilMotion`), or null if the element was playing or is muted
    * (a silent element has no grid), play() was refused, or nothing was seen in time. The
    * element is left paused wherever the probe stopped it; the engine moves it next.
    */
