@@ -79,7 +79,7 @@ export class StartGrid {
 
   /** The learned state, empty. */
   clear() {
-    /** Recent callbacks seen at starts ({at, runMs}), on one grid: its phase. */
+    /** Recent callbacks seen at starts and probes ({at, runMs}), on one grid: its phase. */
     this.callbacks = [];
     /** Whether the last callback noted lay off the grid (two in a row: the period is wrong). */
     this.lastOffGrid = false;
@@ -93,8 +93,9 @@ export class StartGrid {
 
   /**
    * Forgets the grid's phase but keeps what belongs to the output's kind (its period and
-   * latency): Chromium opens a new output, on a grid of its own, for a new element and
-   * after some seconds with nothing playing. The next start's callback gives the phase.
+   * latency): Chromium opens a new output, on a grid of its own, for a new element, and an
+   * idle output is not trusted (GRID_IDLE_MS in sync-engine.js). The next callback seen (a
+   * start's or a probe's) gives the phase.
    */
   dropPhase() {
     this.callbacks = [];

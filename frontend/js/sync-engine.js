@@ -435,7 +435,8 @@ export class SyncEngine {
     // How this start went, for learning (and diagnostics): which playback it started, when
     // play() was called relative to the start time, where the media stood, and which kind
     // of start it was.
-    const planned = this.plannedStart && this.plannedStart.seq === this.model.current.seq ? this.plannedStart.plan : null;
+    const ownPlan = this.plannedStart && this.plannedStart.seq === this.model.current.seq ? this.plannedStart : null;
+    const planned = ownPlan ? ownPlan.plan : null;
     this.lastStart = {
       seq: this.model.current.seq, beforeAnchorMs, driftMs: Number.isFinite(standing) ? standing : driftMs, leadMs: this.startLeadMs, kind: this.startKind,
       from: this.player.currentTime(), playAt: this.now(), planned: planned !== null, aheadMs: planned ? planned.aheadMs : null, plannedCallbackAt: planned ? planned.callbackAt : null,
@@ -446,7 +447,7 @@ export class SyncEngine {
       // that opens one moves later or sooner than usual (teachesLatency).
       outputRunning: this.outputRunning(),
       // A plan given up because its play() moment had passed: by how much (ms).
-      gaveUpLateMs: this.plannedStart && this.plannedStart.seq === this.model.current.seq ? this.plannedStart.gaveUpLateMs : null,
+      gaveUpLateMs: ownPlan ? ownPlan.gaveUpLateMs : null,
       // How long nothing had played (probes count), and the probes made since the last start.
       idleMs: this.lastPlayingAt === null ? null : this.now() - this.lastPlayingAt,
       probes: this.probesSinceStart,
@@ -813,7 +814,7 @@ export class SyncEngine {
     const playback = this.model.current;
     if (!player || !playback || !playback.video) return false;
     // A video that failed to load never will: that is an error shown to the person, not a wait.
-    if (!this.playerReady || this.probing === 'load') return this.lastError === null;
+    if (this.loadingVideo()) return this.lastError === null;
     if (playback.ended) return false;
     // At the end there is nothing left to wait for (the room ends or advances by itself).
     if (this.atMediaEnd(this.expectedPosition())) return false;
@@ -824,10 +825,15 @@ export class SyncEngine {
     return player.buffering() || (typeof player.canPlay === 'function' && !player.canPlay());
   }
 
+  /** Whether the player is still loading its video: its first probes (probeGrid 'load') are part of it. */
+  loadingVideo() {
+    return !this.playerReady || this.probing === 'load';
+  }
+
   /** Whether this page says it is buffering: unable to play for a while, and in step with the room. */
   bufferingNow() {
     if (!this.inStep || this.unableSince === null) return false;
-    if (this.player && (!this.playerReady || this.probing === 'load')) return true; // loading the video (its first probes are part of it)
+    if (this.player && this.loadingVideo()) return true;
     return this.now() - this.unableSince >= BUFFERING_DEBOUNCE_MS;
   }
 

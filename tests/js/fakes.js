@@ -79,9 +79,9 @@ export class FakePlayer {
       this.probe = ({ untilMotion = false, quick = false } = {}) => {
         if (!this.isPaused) return Promise.resolve(null);
         this.calls.push(['probe', untilMotion]);
-        const { periodMs, phaseMs, delayMs, minMs } = audioGrid;
+        const { periodMs, delayMs } = audioGrid;
         const playAt = this.time.now();
-        const at = phaseMs + Math.ceil((playAt + minMs - phaseMs) / periodMs) * periodMs;
+        const at = this.callbackAfter(playAt);
         const doneAt = untilMotion ? at + delayMs + periodMs + 2 : at + (quick ? 0 : periodMs) + 2;
         return new Promise((resolve) => this.time.setTimer(() => {
           if (this.resumeJumpMs !== null) this.startKind = 'resumed';
@@ -108,6 +108,11 @@ export class FakePlayer {
     this.loaded = null;
     this.hasData = true; // whether it could play from where it stands (canPlay)
     this.onBufferingChange = null; // set by the engine, like the real players'
+  }
+  /** With `audioGrid`: the output callback that takes up a play() called at `playAt`. */
+  callbackAfter(playAt) {
+    const { periodMs, phaseMs, minMs } = this.audioGrid;
+    return phaseMs + Math.ceil((playAt + minMs - phaseMs) / periodMs) * periodMs;
   }
   /** Simulates the element running out of data (or getting it back) while playing. */
   setBuffering(flag) {
@@ -170,9 +175,8 @@ export class FakePlayer {
     this.isPaused = false;
     this.movingFrom = this.time.now() + this.playLagMs;
     if (this.audioGrid) {
-      const { periodMs, phaseMs, delayMs, minMs } = this.audioGrid;
-      this.lastCallbackAt = phaseMs + Math.ceil((this.time.now() + minMs - phaseMs) / periodMs) * periodMs;
-      this.movingFrom = this.lastCallbackAt + delayMs;
+      this.lastCallbackAt = this.callbackAfter(this.time.now());
+      this.movingFrom = this.lastCallbackAt + this.audioGrid.delayMs;
     }
     if (this.pausedUntilResolved) this.saysPausedUntil = this.time.now() + this.playResolveMs;
     if (!this.playResolveMs) return Promise.resolve();
