@@ -98,6 +98,10 @@ pub(crate) trait Backend {
         plan: &Plan<'_>,
     ) -> impl Future<Output = Result<Vec<RoomId>, BackendError>>;
 
+    /// Housekeeping after a successful commit whose acks are out (SQLite: the log's tail
+    /// checkpoint), so no ack waits for it.
+    fn after_commit(&mut self) {}
+
     /// Answers `read`, now or from a task of its own.
     fn read(&mut self, read: Read);
 
@@ -552,6 +556,7 @@ impl<B: Backend> Writer<B> {
                 self.failures = 0;
                 self.backoff.reset();
                 self.answer_flushes();
+                self.backend.after_commit();
                 true
             }
             Err(e) => {
