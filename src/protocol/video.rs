@@ -21,7 +21,7 @@ pub const MAX_SUBTITLE_LANG_BYTES: usize = 35;
 /// On the wire a `url` video is `{kind: "url", url, subtitles?}`. Inside the server one
 /// with subtitles is the separate variant [`Video::Subtitled`], so that `Video::Url { url }`
 /// stays the one-field value the room code builds everywhere; the two convert through
-/// [`WireVideo`], and a stored room without `subtitles` loads as before.
+/// `WireVideo`, and a stored room without `subtitles` loads as before.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(from = "WireVideo", into = "WireVideo")]
 pub enum Video {

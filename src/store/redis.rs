@@ -7,7 +7,7 @@
 //! | `wt:rooms` | set | room ids, for `list` (members whose record expired are removed as `list` finds them) |
 //! | `wt:epoch:{id}` | integer | the room's ownership epoch when nodes share this Redis (`crate::cluster` takes it with `INCR`) |
 //!
-//! A write under a [`Fence`](super::Fence) goes through [`FENCED_STEP`], a Lua script that
+//! A write under a [`Fence`] goes through [`FENCED_STEP`], a Lua script that
 //! applies the step only while `wt:epoch:{id}` still holds the fence's epoch: Redis runs a
 //! script atomically, so no write of a node that lost the room can land after the new owner
 //! took it. The batch stays one `MULTI`/`EXEC`; the script's reply tells the writer which
