@@ -17,7 +17,9 @@
 //! - **Checkpoints** (copying the log into the file, with its fsyncs) run on a thread of
 //!   their own every [`CHECKPOINT_EVERY`], never inside a commit: SQLite's automatic
 //!   checkpoint ran in the commit that filled the log past 1,000 pages, and that commit's
-//!   chat waited for it (chat-storm's chat p99 was 7–8 ms with it, 2.2–2.4 ms without).
+//!   chat waited for it (chat-storm's chat p99 was 7–8 ms with it, 2.2–2.4 ms without). Only
+//!   the tail of a log grown past a limit is copied by the writer, between two commits, so
+//!   that the log starts over (`Checkpointer`).
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -97,8 +99,9 @@ pub(crate) struct Sqlite {
     conn: Connection,
     /// Checkpoints the log beside it; stopped when the backend is dropped.
     _checkpointer: Checkpointer,
-    /// Set by the checkpointer when commits came in while it copied the log: the writer
-    /// then checkpoints that tail itself, between two commits (see [`Checkpointer`]).
+    /// Set by the checkpointer when it found the log past
+    /// [`StoreOptions::sqlite_log_restart_pages`]: the writer then checkpoints the log's tail
+    /// itself, between two commits, so the log starts over (see [`Checkpointer`]).
     tail_due: Arc<AtomicBool>,
 }
 
@@ -106,10 +109,10 @@ pub(crate) struct Sqlite {
 /// block the writer) every [`CHECKPOINT_EVERY`] until dropped.
 ///
 /// The log starts over only when a commit finds every frame of it copied. Under a steady
-/// stream of commits (chat-storm commits about every millisecond) a passive checkpoint never
-/// gets there: commits land while it copies, so the log grew by some 10 MB a second for as
-/// long as the stream lasted (340 MB after 45 s of chat-storm), and a crash then left that
-/// much log to read back at the next open. So when a checkpoint finds the log past
+/// stream of commits (chat-storm commits about every 0.8 ms) a passive checkpoint never gets
+/// there: commits land while it copies, so the log grew by about 17 MB a second for as long
+/// as the stream lasted (775 MB at the end of a 45 s chat-storm hold), and a crash then left
+/// that much log to read back at the next open. So when a checkpoint finds the log past
 /// [`StoreOptions::sqlite_log_restart_pages`], it raises `tail_due`, and the writer copies
 /// the tail (what was committed meanwhile) itself after its next commit: with no commit
 /// running beside it that checkpoint completes, and the next commit starts the log over.
