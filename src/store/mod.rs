@@ -225,6 +225,8 @@ pub struct StoreOptions {
     pub retry_max: Duration,
     /// How long SQLite waits for a lock held by another connection before the commit fails.
     pub sqlite_busy_timeout: Duration,
+    /// How often SQLite's checkpointer copies the log into the file (`store::sqlite`).
+    pub sqlite_checkpoint_every: Duration,
     /// Pages in SQLite's log past which the writer makes sure the log starts over, by
     /// checkpointing what the checkpointer's last pass left between two commits (see
     /// `store::sqlite`). Below it the log starts over by itself whenever commits pause.
@@ -246,6 +248,7 @@ impl Default for StoreOptions {
             retry_min: Duration::from_millis(50),
             retry_max: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(1),
+            sqlite_checkpoint_every: sqlite::CHECKPOINT_EVERY,
             sqlite_log_restart_pages: 4096,
             redis_timeout: Duration::from_secs(2),
             redis_probe_every: Duration::from_secs(1),

@@ -84,7 +84,8 @@ const MIGRATE_V1_TO_V2: &str = "
     ALTER TABLE rooms_v2 RENAME TO rooms;
 ";
 
-/// How often the checkpointer copies the log into the database file. A checkpoint with
+/// How often the checkpointer copies the log into the database file, by default
+/// ([`StoreOptions::sqlite_checkpoint_every`]). A checkpoint with
 /// nothing to copy only reads the log's index; at chat-storm's rate the log grows by a few
 /// MB between two.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
@@ -106,7 +107,7 @@ pub(crate) struct Sqlite {
 }
 
 /// A thread with its own connection to the file, running passive checkpoints (which never
-/// block the writer) every [`CHECKPOINT_EVERY`] until dropped.
+/// block the writer) every [`StoreOptions::sqlite_checkpoint_every`] until dropped.
 ///
 /// The log starts over only when a commit finds every frame of it copied. Under a steady
 /// stream of commits (chat-storm commits about every 0.8 ms) a passive checkpoint never gets
@@ -129,6 +130,7 @@ struct Checkpointer {
 impl Checkpointer {
     fn start(
         file: &Path,
+        every: Duration,
         restart_pages: u32,
         tail_due: Arc<AtomicBool>,
     ) -> Result<Checkpointer, BackendError> {
@@ -139,9 +141,7 @@ impl Checkpointer {
             .spawn(move || {
                 // Said once per run of failures, not four times a second.
                 let mut failing = false;
-                while let Err(mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(CHECKPOINT_EVERY)
-                {
+                while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(every) {
                     match checkpoint(&conn) {
                         Ok(frames) => {
                             if frames >= i64::from(restart_pages) {
@@ -213,8 +213,12 @@ impl Sqlite {
         migrate(&mut conn)?;
         sweep(&mut conn)?;
         let tail_due = Arc::new(AtomicBool::new(false));
-        let checkpointer =
-            Checkpointer::start(&file, options.sqlite_log_restart_pages, tail_due.clone())?;
+        let checkpointer = Checkpointer::start(
+            &file,
+            options.sqlite_checkpoint_every,
+            options.sqlite_log_restart_pages,
+            tail_due.clone(),
+        )?;
         Ok(Sqlite {
             conn,
             _checkpointer: checkpointer,
@@ -464,7 +468,12 @@ mod tests {
     #[test]
     fn the_writer_copies_the_tail_so_the_next_commit_starts_the_log_over() {
         let scratch = Scratch::new("tail");
-        let mut sqlite = Sqlite::open(&scratch.0, &StoreOptions::default()).expect("open");
+        // No pass of the checkpointer during the test: what the writer does is all there is.
+        let options = StoreOptions {
+            sqlite_checkpoint_every: Duration::from_secs(3600),
+            ..StoreOptions::default()
+        };
+        let mut sqlite = Sqlite::open(&scratch.0, &options).expect("open");
         commit_records(&sqlite, 0, 20);
         let before = log_restarts(&scratch.0);
         // As if the checkpointer's last pass had met commits and found the log too long.
@@ -487,7 +496,7 @@ mod tests {
         };
         let sqlite = Sqlite::open(&scratch.0, &options).expect("open");
         commit_records(&sqlite, 0, 20);
-        // The checkpointer's next pass (every CHECKPOINT_EVERY) finds 20 pages or more.
+        // The checkpointer's next pass finds 20 pages or more.
         let deadline = std::time::Instant::now() + Duration::from_secs(20);
         while !sqlite.tail_due.load(Ordering::Acquire) {
             assert!(
