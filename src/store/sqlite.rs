@@ -85,9 +85,8 @@ const MIGRATE_V1_TO_V2: &str = "
 ";
 
 /// How often the checkpointer copies the log into the database file, by default
-/// ([`StoreOptions::sqlite_checkpoint_every`]). A checkpoint with
-/// nothing to copy only reads the log's index; at chat-storm's rate the log grows by a few
-/// MB between two.
+/// ([`StoreOptions::sqlite_checkpoint_every`]). A checkpoint with nothing to copy only reads
+/// the log's index; at chat-storm's rate the log grows by a few MB between two.
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(250);
 
 /// Past this size, the log file is truncated when it starts over (after a checkpoint copied
