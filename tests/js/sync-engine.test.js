@@ -11,6 +11,21 @@ const setup = (playerOptions = {}) => setupEngine(SyncEngine, playerOptions);
 
 const playback = (fields) => ({ video: CLIP, paused: true, position: 0, rate: 1, anchor: 0, seq: 1, ...fields });
 
+/**
+ * Chromium-like: play() is taken up by the next output callback (23.22 ms apart), the media
+ * moves 69.5 ms after it.
+ */
+const AUDIO_GRID = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
+
+/** A page whose player can be probed (fakes.js), its clock synced; `probes()` lists the probes made. */
+async function probeablePage() {
+  const page = setup({ audioGrid: AUDIO_GRID, probeable: true, seekMs: 6 });
+  page.probes = () => page.player().calls.filter(([name]) => name === 'probe');
+  page.engine.onConnected();
+  await page.time.advance(800);
+  return page;
+}
+
 test('clock converges to the server offset from ping/pong', async () => {
   const { time, engine } = setup();
   engine.onConnected();
@@ -66,10 +81,8 @@ test('the start lead is learned from each start', async () => {
 });
 
 test('once the audio callback grid is known, a start is planned on it and lands exactly', async () => {
-  // Chromium-like: play() is taken up by the next output callback (23.22 ms apart), the
-  // media moves 69.5 ms after it. A learned lead alone misses by up to half a period.
-  const audioGrid = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
-  const { time, serverNow, engine, player } = setup({ audioGrid, seekMs: 6 });
+  // A learned lead alone misses by up to half a period.
+  const { time, serverNow, engine, player } = setup({ audioGrid: AUDIO_GRID, seekMs: 6 });
   engine.onConnected();
   await time.advance(800);
   const starts = [];
@@ -89,11 +102,11 @@ test('once the audio callback grid is known, a start is planned on it and lands 
   assert.ok(starts.slice(3).every((s) => s.planned), `planned once the grid is known: ${shown}`);
   for (const s of starts.filter((x) => x.planned)) {
     assert.ok(Math.abs(s.missMs) < 0.01, `a planned start lands on the anchor: ${shown}`);
-    assert.ok(s.aheadMs >= 0 && s.aheadMs < audioGrid.periodMs);
+    assert.ok(s.aheadMs >= 0 && s.aheadMs < AUDIO_GRID.periodMs);
   }
-  assert.ok(player().calls.some(([name, at]) => name === 'seek' && at > 5 && at < 5 + audioGrid.periodMs / 1000), 'stood ahead of the start position by the gap to the grid');
-  assert.ok(Math.abs(engine.grid.periodMs - audioGrid.periodMs) < 1e-9);
-  assert.ok(Math.abs(engine.grid.motionDelayMs - audioGrid.delayMs) < 0.01);
+  assert.ok(player().calls.some(([name, at]) => name === 'seek' && at > 5 && at < 5 + AUDIO_GRID.periodMs / 1000), 'stood ahead of the start position by the gap to the grid');
+  assert.ok(Math.abs(engine.grid.periodMs - AUDIO_GRID.periodMs) < 1e-9);
+  assert.ok(Math.abs(engine.grid.motionDelayMs - AUDIO_GRID.delayMs) < 0.01);
   // After a long pause the output may be another: that start is not planned on the old grid.
   engine.onPlayback(playback({ paused: true, position: 5, seq: 20 }));
   await time.advance(GRID_IDLE_MS + 500);
@@ -114,11 +127,7 @@ test('once the audio callback grid is known, a start is planned on it and lands 
 });
 
 test('a paused page probes its audio grid, so its first start is planned too, and keeps its output running for a while', async () => {
-  const audioGrid = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
-  const { time, serverNow, engine, player } = setup({ audioGrid, probeable: true, seekMs: 6 });
-  const probes = () => player().calls.filter(([name]) => name === 'probe');
-  engine.onConnected();
-  await time.advance(800);
+  const { time, serverNow, engine, player, probes } = await probeablePage();
   engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
   await time.advance(500);
   assert.equal(engine.grid.ready, true, 'the grid is known before any start');
@@ -164,11 +173,7 @@ test('a paused page probes its audio grid, so its first start is planned too, an
 });
 
 test('a start that comes while the page probes its grid is not kept waiting for the probes', async () => {
-  const audioGrid = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
-  const { time, serverNow, engine, player } = setup({ audioGrid, probeable: true, seekMs: 6 });
-  const probes = () => player().calls.filter(([name]) => name === 'probe');
-  engine.onConnected();
-  await time.advance(800);
+  const { time, serverNow, engine, player, probes } = await probeablePage();
   // The page stands paused and starts probing its new element's grid at once...
   engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
   await time.advance(5);
@@ -179,7 +184,7 @@ test('a start that comes while the page probes its grid is not kept waiting for 
   await time.advance(155 + 69.5 + LATE_PLAN_MAX_MS + 10);
   const missMs = (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
   assert.equal(probes().length, 1, 'no probe began once the start was near');
-  assert.ok(Math.abs(missMs) < audioGrid.periodMs, `the start kept its time (off by ${missMs.toFixed(1)} ms)`);
+  assert.ok(Math.abs(missMs) < AUDIO_GRID.periodMs, `the start kept its time (off by ${missMs.toFixed(1)} ms)`);
   engine.destroy();
 });
 
