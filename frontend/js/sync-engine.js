@@ -100,13 +100,6 @@ export const MAX_PROBES = 4;
 export const KEEP_WARM_EVERY_MS = 600;
 /** ...for this long at most after the player last played or was loaded: a long pause lets the output go. */
 export const KEEP_WARM_FOR_MS = 30_000;
-/**
- * No probe begins later than this before a start's play() moment: about one probe (a run
- * to motion, 70-100 ms, and the seek back). Probing past it kept starts waiting: in the sync
- * test, a restart after a hold came while two pages still probed the new clip, and they
- * called play() 17 and 61 ms after their lead's moment (start errors -14 and -37 ms).
- */
-export const PROBE_CLEARANCE_MS = 150;
 
 export class SyncEngine {
   /**
@@ -631,7 +624,7 @@ export class SyncEngine {
     this.checkBuffering();
     const from = player.currentTime();
     const probes = async () => {
-      for (let i = 0; i < (warm ? 1 : MAX_PROBES) && (warm || !this.grid.confirmed) && !this.startNear(); i += 1) {
+      for (let i = 0; i < (warm ? 1 : MAX_PROBES) && (warm || !this.grid.confirmed); i += 1) {
         // A resumed element's first change of currentTime is no callback (it jumps at
         // once): moved, it starts as a seeked one.
         if (player.startKind === 'resumed') await player.seek(from);
@@ -657,14 +650,6 @@ export class SyncEngine {
       this.onChange(this);
       this.tick();
     });
-  }
-
-  /** Whether the room's next start is too near for another probe (PROBE_CLEARANCE_MS). */
-  startNear() {
-    const playback = this.model.current;
-    const serverMs = this.serverNow();
-    if (!playback || playback.paused || serverMs === null) return false;
-    return playback.anchor - serverMs < this.startLeadMs / playback.rate + PROBE_CLEARANCE_MS;
   }
 
   /** Watches the start just begun for the audio callback that took it up (start-grid.js). */

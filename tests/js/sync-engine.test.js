@@ -172,22 +172,6 @@ test('a paused page probes its audio grid, so its first start is planned too, an
   engine.destroy();
 });
 
-test('a start that comes while the page probes its grid is not kept waiting for the probes', async () => {
-  const { time, serverNow, engine, player, probes } = await probeablePage();
-  // The page stands paused and starts probing its new element's grid at once...
-  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
-  await time.advance(5);
-  assert.equal(probes().length, 1, 'probing');
-  // ...when the room starts, with less time before the anchor than the probes would take.
-  const anchor = serverNow() + 160;
-  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 2 }));
-  await time.advance(155 + 69.5 + LATE_PLAN_MAX_MS + 10);
-  const missMs = (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
-  assert.equal(probes().length, 1, 'no probe began once the start was near');
-  assert.ok(Math.abs(missMs) < AUDIO_GRID.periodMs, `the start kept its time (off by ${missMs.toFixed(1)} ms)`);
-  engine.destroy();
-});
-
 test('a start\'s miss is judged and trimmed on time, even while play()\'s promise is pending', async () => {
   // 10 ms slower than the initial lead, and a play() promise that settles 300 ms late.
   const lagMs = INITIAL_START_LEAD_MS.fine + 10;
