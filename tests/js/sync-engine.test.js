@@ -17,15 +17,6 @@ const playback = (fields) => ({ video: CLIP, paused: true, position: 0, rate: 1,
  */
 const AUDIO_GRID = { periodMs: 1024 / 44.1, phaseMs: 4.1, delayMs: 69.5, minMs: 2 };
 
-/** A page whose player can be probed (fakes.js), its clock synced; `probes()` lists the probes made. */
-async function probeablePage() {
-  const page = setup({ audioGrid: AUDIO_GRID, probeable: true, seekMs: 6 });
-  page.probes = () => page.player().calls.filter(([name]) => name === 'probe');
-  page.engine.onConnected();
-  await page.time.advance(800);
-  return page;
-}
-
 test('clock converges to the server offset from ping/pong', async () => {
   const { time, engine } = setup();
   engine.onConnected();
@@ -127,7 +118,10 @@ test('once the audio callback grid is known, a start is planned on it and lands 
 });
 
 test('a paused page probes its audio grid, so its first start is planned too, and keeps its output running for a while', async () => {
-  const { time, serverNow, engine, player, probes } = await probeablePage();
+  const { time, serverNow, engine, player } = setup({ audioGrid: AUDIO_GRID, probeable: true, seekMs: 6 });
+  const probes = () => player().calls.filter(([name]) => name === 'probe');
+  engine.onConnected();
+  await time.advance(800);
   engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
   await time.advance(500);
   assert.equal(engine.grid.ready, true, 'the grid is known before any start');
