@@ -17,10 +17,10 @@
 //!    commit runs, new writes pile up in the channel and the next batch takes them all: that
 //!    is the group commit.
 //! 3. **Commit** the oldest writes as one [`Plan`]. On success: complete their acks with
-//!    `Ok`, health `Ok`, then let the backend do its housekeeping
-//!    ([`Backend::after_commit`]: SQLite's log tail) with no ack waiting. On failure: log, count, health `Degraded`, complete their acks with
-//!    the error, keep the writes, and wait the backoff (serving reads, flushes and new writes
-//!    meanwhile) before retrying.
+//!    `Ok`, health `Ok`, then let the backend do its housekeeping ([`Backend::after_commit`]:
+//!    SQLite's log tail) with no ack waiting. On failure: log, count, health `Degraded`,
+//!    complete their acks with the error, keep the writes, and wait the backoff (serving
+//!    reads, flushes and new writes meanwhile) before retrying.
 //!
 //! Reads go through the same channel. SQLite answers them on this thread between commits;
 //! Redis answers each in a task of its own on this runtime, so a slow commit does not hold
