@@ -148,8 +148,11 @@ export class SyncEngine {
     this.lastPlayingAt = null; // when the player was last seen playing (the output was running)
     this.probing = null; // the kind of probe playing the element (probeGrid); nothing else may touch it
     this.probed = null; // the player last probed (once per element)
+    this.probeRun = null; // {ended}: the probes in flight, ended early by a start (endProbe)
+    this.probeEndedFor = null; // (diagnostics) the seq of the last start that ended a probe
     this.warmFrom = null; // when the player last played for real or was loaded (KEEP_WARM_FOR_MS)
     this.probesSinceStart = 0; // (diagnostics, in lastStart)
+    this.probeLooks = []; // (diagnostics, in lastStart) each probe's callback reading since the last start
     this.prestartSeeks = 0;
     this.connected = false;
     this.everConnected = false;
@@ -241,6 +244,7 @@ export class SyncEngine {
         this.inStep = false;
       }
       this.controller.reset();
+      if (!current.paused) this.endProbe();
       this.tick();
       this.checkBuffering();
       this.onChange(this);
@@ -451,6 +455,11 @@ export class SyncEngine {
       // How long nothing had played (probes count), and the probes made since the last start.
       idleMs: this.lastPlayingAt === null ? null : this.now() - this.lastPlayingAt,
       probes: this.probesSinceStart,
+      // Each of those probes' callback readings: the gap between looks it rests on
+      // (watchFirstMotion), how far off the grid it lay, and whether it was taken as on it.
+      probeLooks: this.probeLooks,
+      // Whether this start ended a probe in flight (endProbe).
+      endedProbe: this.probeEndedFor === this.model.current.seq,
     };
     const player = this.player;
     // Judged once the media should have been moving steadily for a while, on a timer of its
@@ -462,6 +471,7 @@ export class SyncEngine {
     this.restartTimer('start', Math.max(0, at - this.now()), () => this.checkStart());
     this.lastPlayingAt = this.now();
     this.probesSinceStart = 0;
+    this.probeLooks = [];
     const playing = this.runPlay();
     this.watchCallback(player, this.lastStart);
     playing.then(() => {
@@ -621,14 +631,16 @@ export class SyncEngine {
     this.probed = player;
     this.busy = true;
     this.probing = kind;
+    const run = { ended: false };
+    this.probeRun = run;
     this.checkBuffering();
     const from = player.currentTime();
     const probes = async () => {
-      for (let i = 0; i < (warm ? 1 : MAX_PROBES) && (warm || !this.grid.confirmed); i += 1) {
+      for (let i = 0; i < (warm ? 1 : MAX_PROBES) && (warm || !this.grid.confirmed) && !run.ended; i += 1) {
         // A resumed element's first change of currentTime is no callback (it jumps at
         // once): moved, it starts as a seeked one.
         if (player.startKind === 'resumed') await player.seek(from);
-        if (this.player !== player) return;
+        if (this.player !== player || run.ended) return;
         const untilMotion = this.outputRunning() && this.grid.motionDelayMs === null;
         // Watched to the end of its run, as a start is: several looks during the run tell the
         // callback better than the first one alone, which a busy page may make late. A warm
@@ -638,18 +650,37 @@ export class SyncEngine {
         this.lastPlayingAt = this.now();
         this.probesSinceStart += 1;
         if (warm) continue;
-        this.grid.noteCallback(seen.at, seen.runMs, seen.playAt);
+        const offGridMs = this.grid.offGridMs(seen.at); // (against the grid as it stood)
+        const onGrid = this.grid.noteCallback(seen.at, seen.runMs, seen.playAt);
+        this.probeLooks.push({ gapMs: seen.gapMs, offGridMs, onGrid });
         if (seen.motionAt !== null) this.grid.noteMotion(seen.motionAt, seen.at);
       }
-      if (this.player === player && Math.abs(player.currentTime() - from) > 1e-6) await player.seek(from);
+      // (Ended for a start, the element is moved where the start wants it instead.)
+      if (this.player === player && !run.ended && Math.abs(player.currentTime() - from) > 1e-6) await player.seek(from);
     };
     probes().catch(() => {}).then(() => {
       if (this.player !== player) return;
       this.busy = false;
       this.probing = null;
+      this.probeRun = null;
       this.onChange(this);
       this.tick();
     });
+  }
+
+  /**
+   * A start is coming: a probe in flight that only keeps the output running (probeGrid
+   * 'warm') ends now rather than hold it. The engine does nothing else while a probe runs,
+   * so the start would be planned only once it and the seek back after it were over, with
+   * less time left for its own seek and its play() moment. The element is paused at once,
+   * which ends the probe's watch, and is left where the start moves it next. Probes that
+   * learn the grid ('prime', 'load') go on: the start is planned on what they show.
+   */
+  endProbe() {
+    if (this.probeRun === null || this.probing !== 'warm') return;
+    this.probeRun.ended = true;
+    this.probeEndedFor = this.model.current.seq;
+    this.player.pause();
   }
 
   /** Watches the start just begun for the audio callback that took it up (start-grid.js). */
@@ -659,6 +690,10 @@ export class SyncEngine {
       if (!seen || this.lastStart !== start) return;
       start.callbackAt = seen.at;
       start.runMs = seen.runMs;
+      // (Diagnostics: the gap between looks the reading rests on, and how far off the grid
+      // as it stood the callback lay.)
+      start.lookGapMs = seen.gapMs;
+      start.offGridMs = this.grid.offGridMs(seen.at);
       start.onGrid = this.grid.noteCallback(seen.at, seen.runMs, start.playAt);
     }, () => {});
   }
@@ -756,6 +791,7 @@ export class SyncEngine {
     this.playerVideo = video;
     this.busy = false;
     this.probing = null;
+    this.probeRun = null;
     this.startCheck = null;
     this.startTrim = null;
     this.lastError = null;

@@ -65,6 +65,7 @@ export class FakePlayer {
     // (watchFirstMotion). playLagMs is then unused.
     this.audioGrid = audioGrid;
     this.lastCallbackAt = null;
+    this.probeCut = null; // ends a probe in flight (pause)
     if (audioGrid) {
       this.watchFirstMotion = () => {
         const at = this.lastCallbackAt;
@@ -73,7 +74,8 @@ export class FakePlayer {
     }
     // With `probeable` too, it can be probed like Html5Player.probe: a paused player is
     // played out of hearing until its callback's run is over (or on until it moves), then
-    // paused again; the media itself is taken not to move meanwhile.
+    // paused again; the media itself does not move meanwhile, but its currentTime ends a
+    // little ahead.
     if (audioGrid && probeable) {
       this.probeable = () => this.isPaused;
       this.probe = ({ untilMotion = false, quick = false } = {}) => {
@@ -83,10 +85,23 @@ export class FakePlayer {
         const playAt = this.time.now();
         const at = this.callbackAfter(playAt);
         const doneAt = untilMotion ? at + delayMs + periodMs + 2 : at + (quick ? 0 : periodMs) + 2;
-        return new Promise((resolve) => this.time.setTimer(() => {
-          if (this.resumeJumpMs !== null) this.startKind = 'resumed';
-          resolve({ playAt, at, runMs: quick && !untilMotion ? null : periodMs, motionAt: untilMotion ? at + delayMs : null });
-        }, doneAt - playAt));
+        return new Promise((resolve) => {
+          const timer = this.time.setTimer(() => {
+            this.probeCut = null;
+            // Its currentTime ran ahead at the callback, by a buffer (or, stopped at the first
+            // sign, by a little): moved back after it, as a real element must be.
+            this.position += (quick && !untilMotion ? 1 : periodMs) / 1000;
+            if (this.resumeJumpMs !== null) this.startKind = 'resumed';
+            resolve({ playAt, at, runMs: quick && !untilMotion ? null : periodMs, motionAt: untilMotion ? at + delayMs : null });
+          }, doneAt - playAt);
+          // A pause ends the probe at once, having seen nothing whole (as Html5Player.probe).
+          this.probeCut = () => {
+            this.time.clearTimer(timer);
+            this.probeCut = null;
+            if (this.resumeJumpMs !== null) this.startKind = 'resumed';
+            resolve(null);
+          };
+        });
       };
     }
     // Chromium resolves play()'s promise once playback is under way, often well after
@@ -184,6 +199,7 @@ export class FakePlayer {
   }
   pause() {
     this.calls.push(['pause']);
+    if (this.probeCut) this.probeCut();
     this.advanceMedia();
     if (this.resumeJumpMs !== null && !this.isPaused) this.startKind = 'resumed';
     this.isPaused = true;

@@ -166,6 +166,31 @@ test('a paused page probes its audio grid, so its first start is planned too, an
   engine.destroy();
 });
 
+test('a start that comes while a probe keeps the output running ends that probe, and is planned and lands exactly', async () => {
+  // Slow seeks: a probe and the seek back after it would hold the engine past the plan's
+  // play() moment.
+  const { time, serverNow, engine, player } = setup({ audioGrid: AUDIO_GRID, probeable: true, seekMs: 40 });
+  const probes = () => player().calls.filter(([name]) => name === 'probe').length;
+  engine.onConnected();
+  await time.advance(800);
+  engine.onWelcome(playback({ paused: true, position: 5, seq: 1 }), { fresh: true });
+  await time.advance(1000);
+  assert.equal(engine.grid.confirmed, true, 'the grid is known');
+  // The start comes just as a probe that keeps the output running has begun.
+  const seen = probes();
+  while (probes() === seen) await time.advance(1);
+  assert.equal(engine.probing, 'warm');
+  const anchor = serverNow() + 120;
+  engine.onPlayback(playback({ paused: false, position: 5, anchor, seq: 2 }));
+  await settle();
+  assert.equal(engine.probing, null, 'the probe ended at once');
+  await time.advance(120 + AUDIO_GRID.delayMs + LATE_PLAN_MAX_MS + 10);
+  const missMs = (player().currentTime() - (5 + (serverNow() - anchor) / 1000)) * 1000;
+  assert.equal(engine.lastStart.planned, true, 'the start is planned');
+  assert.ok(Math.abs(missMs) < 0.01, `and lands on the anchor (${missMs} ms)`);
+  engine.destroy();
+});
+
 test('a start\'s miss is judged and trimmed on time, even while play()\'s promise is pending', async () => {
   // 10 ms slower than the initial lead, and a play() promise that settles 300 ms late.
   const lagMs = INITIAL_START_LEAD_MS.fine + 10;

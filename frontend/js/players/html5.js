@@ -244,8 +244,11 @@ export class Html5Player {
    * tells when it began (now minus how far it ran), and where it stops tells how much media
    * one callback takes (its period). Looks every few ms on plain timers, not in a tight
    * loop: three pages starting at once on two cores must not starve each other's media.
-   * Resolves {at, runMs}, or null if nothing moved in time or the element stopped. With
-   * `firstChange`, resolves at the first change seen, runMs null.
+   * Resolves {at, runMs, gapMs}, or null if nothing moved in time or the element stopped.
+   * `gapMs` is how long before the first look that saw it move the last look saw it
+   * standing: when that gap is wider than the run seen, a busy page looked late and `at`
+   * rests on the run alone. With `firstChange`, resolves at the first change seen, runMs
+   * null.
    */
   async watchFirstMotion(now = () => performance.now(), { firstChange = false } = {}) {
     const el = this.video;
@@ -253,15 +256,20 @@ export class Html5Player {
     const began = now();
     let at = Infinity;
     let last = from;
+    let stillAt = began; // the last look that saw it standing
+    let gapMs = null;
     while (!el.paused && now() - began < WATCH_MS) {
       await nextLook();
       const t = now();
       const position = el.currentTime;
       if (position !== from) {
-        if (position === last) return { at, runMs: (position - from) * 1000 };
+        if (position === last) return { at, runMs: (position - from) * 1000, gapMs };
+        if (gapMs === null) gapMs = t - stillAt;
         // Still running: it began as long ago as it ran (a look after it stopped would say later).
         at = Math.min(at, t - (position - from) * 1000);
-        if (firstChange) return { at, runMs: null };
+        if (firstChange) return { at, runMs: null, gapMs };
+      } else {
+        stillAt = t;
       }
       last = position;
     }
