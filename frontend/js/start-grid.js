@@ -83,6 +83,8 @@ export class StartGrid {
     this.callbacks = [];
     /** Whether the last callback noted lay off the grid (two in a row: the period is wrong). */
     this.lastOffGrid = false;
+    /** A reading that contradicted a confirmed phase ({at, runMs, playAt}), until the next one tells. */
+    this.offReading = null;
     /** The callback period (ms), once only one candidate fits every callback seen. */
     this.periodMs = null;
     /** From a callback to the media's motion (ms): the output's latency. */
@@ -99,6 +101,7 @@ export class StartGrid {
    */
   dropPhase() {
     this.callbacks = [];
+    this.offReading = null;
     this.phaseDrops += 1;
   }
 
@@ -124,17 +127,46 @@ export class StartGrid {
   /**
    * A start's first callback: `at` when currentTime first changed after play() (called at
    * `playAt`), whose first run of motion lasted `runMs`. Returns whether it lay on the grid
-   * as known (true also while the grid is still being learned). A callback off the grid
-   * means the output changed without our knowing: the phase is dropped and taken from this
-   * callback; a second one off the grid in a row means the period is wrong, and all is
-   * learned again.
+   * as known (true also while the grid is still being learned).
+   *
+   * A callback off the grid means the output changed without our knowing, or a misreading:
+   * on a busy page a look comes late (the sync test's traces show callbacks read 5-17 ms
+   * off the plans of starts that moved within 1 ms of their anchors). A phase resting on
+   * one callback is dropped and taken from the new one at once. A confirmed phase (two
+   * callbacks or more) is not moved by one reading: the next tells. If that one lies on
+   * the old grid, the odd one was misread and is forgotten; if it agrees with the odd one,
+   * the phase moved and is taken from those two; if it agrees with neither, the period is
+   * wrong, and all is learned again (as after two off the grid in a row on a phase not yet
+   * confirmed).
    */
   noteCallback(at, runMs, playAt) {
     if (!Number.isFinite(at) || !Number.isFinite(runMs) || runMs < MIN_RUN_MS) return false;
-    const offGrid = Math.abs(this.offGridMs(at)) > ON_GRID_TOLERANCE_MS;
-    if (offGrid && this.lastOffGrid) this.reset();
-    else if (offGrid) this.dropPhase();
-    this.lastOffGrid = offGrid;
+    const off = Math.abs(this.offGridMs(at)) > ON_GRID_TOLERANCE_MS;
+    const odd = this.offReading;
+    this.offReading = null;
+    if (off && this.confirmed) {
+      if (odd === null) {
+        this.offReading = { at, runMs, playAt };
+        return false;
+      }
+      if (Math.abs(offGrid(at, odd.at, this.periodMs)) <= ON_GRID_TOLERANCE_MS) {
+        this.dropPhase();
+        this.keep(odd.at, odd.runMs, odd.playAt);
+      } else {
+        this.reset();
+      }
+    } else if (off && this.lastOffGrid) {
+      this.reset();
+    } else if (off) {
+      this.dropPhase();
+    }
+    this.lastOffGrid = off;
+    this.keep(at, runMs, playAt);
+    return !off;
+  }
+
+  /** Adds a callback to those the phase (and, while unknown, the period) is taken from. */
+  keep(at, runMs, playAt) {
     this.callbacks.push({ at, runMs });
     if (this.callbacks.length > KEPT_CALLBACKS) this.callbacks.shift();
     const sincePlay = at - playAt;
@@ -142,7 +174,6 @@ export class StartGrid {
       this.playToCallbackMs = this.playToCallbackMs === null ? sincePlay : Math.min(this.playToCallbackMs, sincePlay);
     }
     if (this.periodMs === null) this.solvePeriod();
-    return !offGrid;
   }
 
   /** The media was seen moving from `onsetAt`, after the callback at `callbackAt`. */

@@ -653,7 +653,7 @@ export class SyncEngine {
         const offGridMs = this.grid.offGridMs(seen.at); // (against the grid as it stood)
         const onGrid = this.grid.noteCallback(seen.at, seen.runMs, seen.playAt);
         this.probeLooks.push({ gapMs: seen.gapMs, offGridMs, onGrid });
-        if (seen.motionAt !== null) this.grid.noteMotion(seen.motionAt, seen.at);
+        if (seen.motionAt !== null && onGrid) this.grid.noteMotion(seen.motionAt, seen.at);
       }
       // (Ended for a start, the element is moved where the start wants it instead.)
       if (this.player === player && !run.ended && Math.abs(player.currentTime() - from) > 1e-6) await player.seek(from);
@@ -703,7 +703,8 @@ export class SyncEngine {
     if (!teachesLatency(start) || !Number.isFinite(start.callbackAt) || !Number.isFinite(start.from)) return;
     const onsetAt = this.now() - ((actual - start.from) * 1000) / rate;
     start.motionAt = onsetAt;
-    this.grid.noteMotion(onsetAt, start.callbackAt);
+    // A callback read off the grid may be misread, and the latency from it as far off.
+    if (start.onGrid) this.grid.noteMotion(onsetAt, start.callbackAt);
   }
 
   learnStartLead(missMs) {

@@ -65,10 +65,12 @@ test('a plan too close for its instant takes a later one, standing further ahead
   }
 });
 
-test('a callback off the grid (a new output) takes the phase from it; two in a row drop the period too', () => {
+test('a callback off a phase resting on one callback takes the phase from it; two in a row drop the period too', () => {
   const grid = taught([1000, 3711.3, 5230.8]);
-  assert.ok(grid.ready);
-  const moved = callbackAfter(8000) + 8;
+  grid.dropPhase(); // a new element
+  assert.equal(grid.noteCallback(callbackAfter(6000) + 5, PERIOD, 6000), true, 'the new element\'s first callback gives the phase');
+  assert.equal(grid.confirmed, false);
+  const moved = callbackAfter(8000) + 13;
   assert.equal(grid.noteCallback(moved, PERIOD, 8000), false);
   assert.ok(grid.ready, 'period and latency are kept');
   assert.equal(grid.callbacks.length, 1);
@@ -80,6 +82,30 @@ test('a callback off the grid (a new output) takes the phase from it; two in a r
   const kept = taught([1000, 3711.3, 5230.8]);
   assert.equal(kept.noteCallback(callbackAfter(8000) + 0.8, PERIOD, 8000), true);
   assert.ok(Math.abs(kept.offGridMs(callbackAfter(9000))) < 0.3);
+});
+
+test('a confirmed phase is not moved by one misread callback, but by two that agree', () => {
+  const grid = taught([1000, 3711.3, 5230.8]);
+  assert.equal(grid.confirmed, true);
+  // One read 9 ms late (a busy page's late look), then one on the grid: the odd one is forgotten.
+  assert.equal(grid.noteCallback(callbackAfter(8000) + 9, PERIOD, 8000), false);
+  assert.ok(Math.abs(grid.offGridMs(callbackAfter(8500))) < 1e-6, 'the phase stays');
+  assert.equal(grid.noteCallback(callbackAfter(9000), PERIOD, 9000), true);
+  assert.equal(grid.callbacks.length, 4, 'the misread one was not kept');
+  assert.ok(Math.abs(grid.offGridMs(callbackAfter(9500))) < 1e-6);
+  // Two in a row on a grid of their own, of the same period: the output's phase moved.
+  const moved = (t) => callbackAfter(t) + 8;
+  assert.equal(grid.noteCallback(moved(10000), PERIOD, 10000), false);
+  assert.equal(grid.noteCallback(moved(11000), PERIOD, 11000), false);
+  assert.equal(grid.callbacks.length, 2, 'the phase is taken from those two');
+  assert.ok(Math.abs(grid.offGridMs(moved(12000))) < 1e-6, 'the grid now runs through them');
+  assert.ok(Math.abs(grid.periodMs - PERIOD) < 1e-9, 'the period stands');
+  assert.equal(grid.resets, 0);
+  // Two in a row that agree neither with the grid nor with each other: the period is wrong.
+  assert.equal(grid.noteCallback(moved(13000) + 6, PERIOD, 13000), false);
+  assert.equal(grid.noteCallback(moved(14000) + 13, PERIOD, 14000), false);
+  assert.equal(grid.resets, 1);
+  assert.equal(grid.periodMs, null);
 });
 
 test('a dropped phase (a new element, an idle output) is learned again from the next start alone', () => {
