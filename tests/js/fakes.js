@@ -86,20 +86,22 @@ export class FakePlayer {
         const at = this.callbackAfter(playAt);
         const doneAt = untilMotion ? at + delayMs + periodMs + 2 : at + (quick ? 0 : periodMs) + 2;
         return new Promise((resolve) => {
-          const timer = this.time.setTimer(() => {
+          // Either way the probe ends paused, as a resumed element.
+          const end = (seen) => {
             this.probeCut = null;
+            if (this.resumeJumpMs !== null) this.startKind = 'resumed';
+            resolve(seen);
+          };
+          const timer = this.time.setTimer(() => {
             // Its currentTime ran ahead at the callback, by a buffer (or, stopped at the first
             // sign, by a little): moved back after it, as a real element must be.
             this.position += (quick && !untilMotion ? 1 : periodMs) / 1000;
-            if (this.resumeJumpMs !== null) this.startKind = 'resumed';
-            resolve({ playAt, at, runMs: quick && !untilMotion ? null : periodMs, motionAt: untilMotion ? at + delayMs : null });
+            end({ playAt, at, runMs: quick && !untilMotion ? null : periodMs, motionAt: untilMotion ? at + delayMs : null });
           }, doneAt - playAt);
           // A pause ends the probe at once, having seen nothing whole (as Html5Player.probe).
           this.probeCut = () => {
             this.time.clearTimer(timer);
-            this.probeCut = null;
-            if (this.resumeJumpMs !== null) this.startKind = 'resumed';
-            resolve(null);
+            end(null);
           };
         });
       };
